@@ -1,0 +1,1 @@
+"""Data contract, loading, point-in-time features, labels and demo data."""

@@ -1,0 +1,1 @@
+"""Scoring: the scorer, retention policy, batch job, online service and report."""

@@ -1,0 +1,1 @@
+"""Training sets, tuning, evaluation, baselines and the model registry."""

@@ -1,0 +1,1 @@
+"""The `vafa` command line and the settings it passes down."""
