@@ -1,0 +1,802 @@
+"""Tests for the data-folder edge: loading, validation, quarantine and atomic writes."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pandas.testing import assert_frame_equal
+
+from features import io
+from features.io import (
+    DataValidationError,
+    Problem,
+    load_tables,
+    validate_folder,
+    write_frame,
+    write_tables,
+)
+from features.schema import Tables
+
+TRANSACTIONS_CSV = """\
+customer_id,ts,amount,order_id,margin,category,discount,channel
+c1,2024-01-05,20.0,o1,5.0,books,0,web
+c1,2024-02-01T10:30:00,-5.5,o2,,books,1.5,app
+c2,2024-01-10T08:00:00+02:00,12.25,o3,3.0,,0,store
+"""
+CUSTOMERS_CSV = """\
+customer_id,signup_ts,segment,acquisition_channel,region
+c1,2023-12-01,student,ads,north
+c2,,parent,,south
+"""
+EVENTS_CSV = """\
+customer_id,ts,event,value,channel
+c1,2024-01-06T09:00:00Z,nps,9,email
+c2,2024-01-11,session,,app
+"""
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _folder(tmp_path: Path, **tables: str) -> Path:
+    """A data folder of CSV tables; transactions default to a valid table."""
+    tables.setdefault("transactions", TRANSACTIONS_CSV)
+    for name, text in tables.items():
+        if text:
+            _write(tmp_path / "data", f"{name}.csv", text)
+    return tmp_path / "data"
+
+
+def _errors(folder: Path) -> list[Problem]:
+    with pytest.raises(DataValidationError) as caught:
+        load_tables(folder)
+    return caught.value.problems
+
+
+def _str_series(values: list[str | None]) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+def _ts(values: list[str | None]) -> pd.Series:
+    return pd.Series(pd.to_datetime(values, format="ISO8601"), dtype="datetime64[us]")
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def test_loads_csv_tables_with_contract_types(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, customers=CUSTOMERS_CSV, events=EVENTS_CSV)
+
+    result = load_tables(folder)
+
+    expected = pd.DataFrame(
+        {
+            "customer_id": _str_series(["c1", "c1", "c2"]),
+            "ts": _ts(["2024-01-05", "2024-02-01T10:30:00", "2024-01-10T06:00:00"]),
+            "amount": [20.0, -5.5, 12.25],
+            "order_id": _str_series(["o1", "o2", "o3"]),
+            "margin": [5.0, np.nan, 3.0],
+            "category": _str_series(["books", "books", None]),
+            "discount": [0.0, 1.5, 0.0],
+            "channel": _str_series(["web", "app", "store"]),
+        }
+    )
+    assert_frame_equal(result.tables.transactions, expected)
+    customers = result.tables.customers
+    assert customers is not None
+    assert customers["signup_ts"].dtype == "datetime64[us]"
+    assert customers["signup_ts"].isna().tolist() == [False, True]
+    assert result.tables.events is not None
+    assert result.tables.events["value"].tolist()[0] == 9.0
+    assert result.tables.sources["transactions"] == str(folder / "transactions.csv")
+    assert result.report.ok
+    assert result.report.row_counts == {"transactions": 3, "customers": 2, "events": 2}
+
+
+def test_csv_and_parquet_load_to_identical_frames(tmp_path: Path) -> None:
+    from_csv = load_tables(_folder(tmp_path, customers=CUSTOMERS_CSV, events=EVENTS_CSV)).tables
+    parquet_dir = tmp_path / "parquet"
+    parquet_dir.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": ["c1", "c1", "c2"],
+                # Zoned in the file; the loader must land on the same naive UTC instants.
+                "ts": pa.array(
+                    pd.to_datetime(
+                        ["2024-01-05", "2024-02-01T10:30:00", "2024-01-10T06:00:00"],
+                        format="ISO8601",
+                    ).tz_localize("UTC"),
+                    pa.timestamp("ms", tz="UTC"),
+                ),
+                "amount": [20.0, -5.5, 12.25],
+                "order_id": ["o1", "o2", "o3"],
+                "margin": [5.0, None, 3.0],
+                "category": pa.array(["books", "books", None]).dictionary_encode(),
+                "discount": pa.array([0, 1.5, 0], pa.float32()),
+                "channel": ["web", "app", "store"],
+            }
+        ),
+        parquet_dir / "transactions.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": ["c1", "c2"],
+                "signup_ts": pa.array([pd.Timestamp("2023-12-01").date(), None], pa.date32()),
+                "segment": ["student", "parent"],
+                "acquisition_channel": ["ads", None],
+                "region": ["north", "south"],
+            }
+        ),
+        parquet_dir / "customers.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": ["c1", "c2"],
+                "ts": ["2024-01-06T09:00:00Z", "2024-01-11"],  # text timestamps in Parquet
+                "event": ["nps", "session"],
+                "value": pa.array([9, None], pa.int64()),
+                "channel": ["email", "app"],
+            }
+        ),
+        parquet_dir / "events.parquet",
+    )
+
+    from_parquet = load_tables(parquet_dir).tables
+
+    for name in ("transactions", "customers", "events"):
+        assert_frame_equal(getattr(from_parquet, name), getattr(from_csv, name))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param(
+            ["2024-03-01", "2024-03-01T10:00:00", "2024-03-01 10:00:00.250"],
+            ["2024-03-01", "2024-03-01T10:00:00", "2024-03-01T10:00:00.250"],
+            id="naive-means-utc",
+        ),
+        pytest.param(
+            ["2024-03-01T10:00:00Z", "2024-03-01T10:00:00+02:00", "2024-03-01T23:30:00-05:00"],
+            ["2024-03-01T10:00:00", "2024-03-01T08:00:00", "2024-03-02T04:30:00"],
+            id="zoned",
+        ),
+        pytest.param(
+            ["2024-03-01", "2024-03-01T10:00:00+02:00", "2024-03-01T10:00:00"],
+            ["2024-03-01", "2024-03-01T08:00:00", "2024-03-01T10:00:00"],
+            id="mixed",
+        ),
+    ],
+)
+def test_timestamps_land_as_naive_utc(
+    tmp_path: Path, values: list[str], expected: list[str]
+) -> None:
+    rows = "".join(f"c1,{value},1\n" for value in values)
+    folder = _folder(tmp_path, transactions="customer_id,ts,amount\n" + rows)
+
+    ts = load_tables(folder).tables.transactions["ts"]
+
+    pd.testing.assert_series_equal(ts, _ts(expected), check_names=False)
+
+
+def test_parquet_zoned_timestamps_are_converted_to_utc(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    paris = pd.to_datetime(["2024-07-01T12:00:00", "2024-01-01T12:00:00"]).tz_localize(
+        "Europe/Paris"
+    )
+    pq.write_table(
+        pa.table({"customer_id": ["a", "b"], "ts": pa.array(paris), "amount": [1.0, 2.0]}),
+        folder / "transactions.parquet",
+    )
+
+    ts = load_tables(folder).tables.transactions["ts"]
+
+    pd.testing.assert_series_equal(
+        ts, _ts(["2024-07-01T10:00:00", "2024-01-01T11:00:00"]), check_names=False
+    )
+
+
+def test_extra_columns_are_ignored_and_listed(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path, transactions="customer_id,store_id,ts,amount,note\nc1,s9,2024-01-01,5,hi\n"
+    )
+
+    result = load_tables(folder)
+
+    assert list(result.tables.transactions.columns) == ["customer_id", "ts", "amount"]
+    assert any("extra columns ignored: store_id, note" in p.message for p in result.report.infos)
+
+
+def test_columns_come_in_contract_order_and_a_bom_header_is_read(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "transactions.csv").write_bytes(
+        "\ufeffamount, ts, customer_id\n5,2024-01-01,c1\n".encode()
+    )
+
+    frame = load_tables(folder).tables.transactions
+
+    assert list(frame.columns) == ["customer_id", "ts", "amount"]
+    assert frame["customer_id"].tolist() == ["c1"]
+
+
+def test_a_header_only_table_loads_empty_with_a_warning(tmp_path: Path) -> None:
+    result = load_tables(_folder(tmp_path, transactions="customer_id,ts,amount\n"))
+
+    assert result.tables.transactions.empty
+    assert result.tables.transactions["ts"].dtype == "datetime64[us]"
+    assert [p.message for p in result.report.warnings] == ["the table has no rows"]
+
+
+def test_optional_tables_absent_are_none(tmp_path: Path) -> None:
+    result = load_tables(_folder(tmp_path))
+
+    assert result.tables.customers is None
+    assert result.tables.events is None
+    assert {p.table for p in result.report.infos if "absent" in p.message} == {
+        "customers",
+        "events",
+    }
+
+
+def test_strings_are_stripped_and_empty_is_missing(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path, transactions="customer_id,ts,amount,category\n  c1 ,2024-01-01, 5 ,  \n"
+    )
+
+    frame = load_tables(folder).tables.transactions
+
+    assert frame["customer_id"].tolist() == ["c1"]
+    assert frame["category"].isna().all()
+    assert frame["amount"].tolist() == [5.0]
+
+
+# --- one test per violation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "text", "column", "reason", "rows", "sample"),
+    [
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount\nc1,2024-01-01,1\n,2024-01-01,2\n   ,2024-01-01,3\n",
+            "customer_id",
+            "missing customer_id",
+            (3, 4),
+            "'   '",
+            id="empty-customer-id",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount\nc1,2024-13-01,1\nc1,2024-01-01,2\nc1,yesterday,3\n",
+            "ts",
+            "unparsable timestamp",
+            (2, 4),
+            "'2024-13-01'",
+            id="unparsable-timestamp",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount\nc1,,1\nc2,2024-01-01,2\n",
+            "ts",
+            "missing value",
+            (2,),
+            "''",
+            id="missing-ts",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount\nc1,2024-01-01,\nc2,2024-01-01,2\n",
+            "amount",
+            "missing value",
+            (2,),
+            "''",
+            id="missing-amount",
+        ),
+        pytest.param(
+            "transactions",
+            'customer_id,ts,amount\nc1,2024-01-01,1\nc2,2024-01-01,"1,5"\nc3,2024-01-01,12EUR\n',
+            "amount",
+            "unparsable number",
+            (3, 4),
+            "'1,5'",
+            id="unparsable-number",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount,margin\nc1,2024-01-01,1,x\n",
+            "margin",
+            "unparsable number",
+            (2,),
+            "'x'",
+            id="unparsable-optional-number",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount\nc1,2024-01-01,inf\nc2,2024-01-01,-Infinity\n",
+            "amount",
+            "non-finite number",
+            (2, 3),
+            "'inf'",
+            id="non-finite",
+        ),
+        pytest.param(
+            "transactions",
+            "customer_id,ts,amount,discount\nc1,2024-01-01,1,0\nc2,2024-01-01,2,-0.5\n",
+            "discount",
+            "below the minimum 0",
+            (3,),
+            "'-0.5'",
+            id="negative-discount",
+        ),
+        pytest.param(
+            "events",
+            "customer_id,ts,event\nc1,2024-01-01,session\nc1,2024-01-02,\n",
+            "event",
+            "missing value",
+            (3,),
+            "''",
+            id="missing-event",
+        ),
+        pytest.param(
+            "events",
+            "customer_id,ts,event,value\nc1,2024-01-01,nps,11\nc1,2024-01-02,nps,10\n",
+            "value",
+            "'nps' score outside 0-10",
+            (2,),
+            "'11'",
+            id="nps-out-of-range",
+        ),
+        pytest.param(
+            "events",
+            "customer_id,ts,event,value\nc1,2024-01-01,session,99\nc1,2024-01-02,csat,0\n",
+            "value",
+            "'csat' score outside 1-5",
+            (3,),
+            "'0'",
+            id="csat-out-of-range",
+        ),
+        pytest.param(
+            "events",
+            "customer_id,ts,event,value\nc1,2024-01-01,ces,\nc1,2024-01-02,ces,7\n",
+            "value",
+            "missing survey score for 'ces'",
+            (2,),
+            "''",
+            id="survey-missing-score",
+        ),
+        pytest.param(
+            "customers",
+            "customer_id,signup_ts\nc1,2024-01-01\nc2,01/02/2024\n",
+            "signup_ts",
+            "unparsable timestamp",
+            (3,),
+            "'01/02/2024'",
+            id="unparsable-optional-timestamp",
+        ),
+        pytest.param(
+            "customers",
+            "customer_id,segment\nc1,student\nc1,parent\nc2,parent\n",
+            "customer_id",
+            "duplicate customer_id",
+            (2, 3),
+            "'c1'",
+            id="duplicate-customer",
+        ),
+    ],
+)
+def test_each_violation_names_file_column_count_rows_and_sample(
+    tmp_path: Path,
+    table: str,
+    text: str,
+    column: str,
+    reason: str,
+    rows: tuple[int, ...],
+    sample: str,
+) -> None:
+    folder = _folder(tmp_path, **{table: text})
+
+    problems = _errors(folder)
+
+    assert len(problems) == 1
+    problem = problems[0]
+    assert (problem.table, problem.column, problem.n_rows, problem.rows) == (
+        table,
+        column,
+        len(rows),
+        rows,
+    )
+    message = problem.render()
+    path = str(folder / f"{table}.csv")
+    lines = [f"line {row}" for row in rows]
+    for part in (path, f"column '{column}'", reason, f"{len(rows)} row", *lines, sample):
+        assert part in message
+    with pytest.raises(DataValidationError, match="line"):
+        load_tables(folder)
+
+
+def test_parquet_violations_use_one_based_data_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": ["a", None, "c", ""],
+                "ts": pa.array([0, 1, 2, 3], pa.timestamp("s")),
+                "amount": [1.0, 2.0, float("inf"), 4.0],
+            }
+        ),
+        folder / "transactions.parquet",
+    )
+
+    problems = {p.column: p for p in _errors(folder)}
+
+    assert problems["customer_id"].rows == (2, 4)
+    assert "row 2 null, row 4 ''" in problems["customer_id"].render()
+    assert problems["amount"].rows == (3,)
+    assert "row 3 'inf'" in problems["amount"].render()
+
+
+def test_every_violation_is_collected_with_counts_and_first_rows(tmp_path: Path) -> None:
+    bad_lines = "".join(f"c{i},not-a-date,{i}\n" for i in range(8))
+    folder = _folder(
+        tmp_path,
+        transactions="customer_id,ts,amount\n" + bad_lines + ",2024-01-01,x\n",
+        events="customer_id,ts,event,value\nc1,2024-01-01,nps,12\n",
+    )
+
+    with pytest.raises(DataValidationError) as caught:
+        load_tables(folder)
+
+    error = caught.value
+    kinds = {(p.table, p.column, p.message.split(" (")[0]) for p in error.problems}
+    assert kinds == {
+        ("transactions", "ts", "unparsable timestamp"),
+        ("transactions", "customer_id", "missing customer_id"),
+        ("transactions", "amount", "unparsable number"),
+        ("events", "value", "'nps' score outside 0-10"),
+    }
+    ts_problem = next(p for p in error.problems if p.column == "ts")
+    assert ts_problem.n_rows == 8
+    assert ts_problem.rows == (2, 3, 4, 5, 6)  # the first few only
+    assert "8 rows" in str(error) and ", ..." in str(error)
+    assert str(error) == error.report.render()
+
+
+def test_blank_lines_are_skipped_without_shifting_line_numbers(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path, transactions="customer_id,ts,amount\nc1,2024-01-01,1\n\nc2,bad,2\n\n"
+    )
+
+    problems = _errors(folder)
+
+    assert problems[0].rows == (4,)
+    report = validate_folder(folder)
+    assert any(p.message == "blank lines skipped" and p.n_rows == 2 for p in report.infos)
+
+
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        pytest.param(
+            {"customers.csv": CUSTOMERS_CSV},
+            "missing required table 'transactions'",
+            id="no-transactions",
+        ),
+        pytest.param(
+            {"transactions.csv": "customer_id,amount\nc1,1\n"},
+            "column 'ts': missing required column",
+            id="no-ts",
+        ),
+        pytest.param(
+            {"transactions.csv": "customer_id,TS,amount\nc1,2024-01-01,1\n"},
+            "found 'TS'",
+            id="case-hint",
+        ),
+        pytest.param(
+            {"transactions.csv": TRANSACTIONS_CSV, "transactions.parquet": ""},
+            "both transactions.parquet and transactions.csv exist",
+            id="both-formats",
+        ),
+        pytest.param(
+            {"transactions.csv": "customer_id,ts,amount\nc1,2024-01-01,1,9\n"},
+            "malformed CSV lines",
+            id="malformed",
+        ),
+        pytest.param({"transactions.csv": ""}, "the file is empty", id="empty-file"),
+        pytest.param(
+            {"transactions.parquet": "not parquet"}, "cannot read the file", id="bad-parquet"
+        ),
+        pytest.param(
+            {"transactions.xlsx": "x"},
+            "found transactions.xlsx: only .parquet and .csv are read",
+            id="other-format",
+        ),
+    ],
+)
+def test_table_and_column_errors_raise_even_with_quarantine(
+    tmp_path: Path, files: dict[str, str], needle: str
+) -> None:
+    folder = tmp_path / "data"
+    for name, text in files.items():
+        _write(folder, name, text)
+
+    with pytest.raises(DataValidationError, match="INVALID") as caught:
+        load_tables(folder, quarantine_dir=tmp_path / "quarantine")
+
+    assert needle in str(caught.value)
+    assert not (tmp_path / "quarantine").exists()
+
+
+def test_a_csv_file_that_is_not_utf8_gets_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "transactions.csv").write_bytes(
+        "customer_id,ts,amount\nJosé,2024-01-01,1\n".encode("latin-1")
+    )
+
+    (problem,) = _errors(folder)
+
+    assert "not UTF-8" in problem.message
+    assert problem.path == str(folder / "transactions.csv")
+
+
+def test_malformed_csv_lines_are_listed_with_line_numbers(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path, transactions="customer_id,ts,amount\nc1,2024-01-01,1\nc2,2024-01-01,1,9\nc3\n"
+    )
+
+    (problem,) = _errors(folder)
+
+    assert problem.n_rows == 2
+    assert problem.rows == (3, 4)
+
+
+def test_missing_data_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataValidationError, match="data folder not found"):
+        load_tables(tmp_path / "nowhere")
+
+
+def test_validate_folder_reports_without_raising(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, transactions="customer_id,ts,amount\nc1,2024-01-01,x\n")
+
+    report = validate_folder(folder)
+
+    assert not report.ok
+    assert report.row_counts == {"transactions": 1}
+    assert "unparsable number" in report.render()
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+def test_exact_duplicates_are_kept_with_a_warning(tmp_path: Path) -> None:
+    line = "c1,2024-01-01,9.99,o1\n"
+    folder = _folder(
+        tmp_path,
+        transactions="customer_id,ts,amount,order_id\n" + line * 3 + "c1,2024-01-01,9.99,o2\n",
+    )
+
+    result = load_tables(folder)
+
+    assert len(result.tables.transactions) == 4
+    (warning,) = result.report.warnings
+    assert warning.n_rows == 2
+    assert warning.rows == (3, 4)
+    assert result.report.ok
+
+
+def test_refunds_unknown_events_and_profile_only_customers_are_valid(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        transactions="customer_id,ts,amount\nc1,2024-01-01,-25\n",
+        customers="customer_id\nc1\nc2\n",
+        events="customer_id,ts,event\nc1,2024-01-01,webinar\nc3,2024-01-01,session\n",
+    )
+
+    result = load_tables(folder)
+
+    assert result.tables.transactions["amount"].tolist() == [-25.0]
+    assert result.tables.events is not None and len(result.tables.events) == 2
+    infos = [p.render() for p in result.report.infos]
+    assert any(
+        "2 customers in customers/events without any transaction" in i and "c2" in i for i in infos
+    )
+    assert any("webinar (1)" in i for i in infos)
+    assert not result.report.warnings and result.report.ok
+
+
+def test_nan_text_is_missing_not_unparsable(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        transactions="customer_id,ts,amount,margin\nc1,2024-01-01,1,NaN\nc1,2024-01-01,2,bad\n",
+    )
+
+    (problem,) = _errors(folder)
+
+    assert (problem.column, problem.rows) == ("margin", (3,))
+
+
+# --- quarantine ---------------------------------------------------------------------------------
+
+
+def test_quarantine_sets_bad_rows_aside_and_loads_the_rest(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        transactions=(
+            "customer_id,ts,amount,extra\n"
+            "c1,2024-01-01,1,a\n"
+            "c2,someday,oops,b\n"
+            ",2024-01-02,3,c\n"
+            "c3,2024-01-03,4,d\n"
+        ),
+        events="customer_id,ts,event,value\nc1,2024-01-01,nps,42\nc1,2024-01-01,nps,7\n",
+    )
+    quarantine = tmp_path / "quarantine"
+
+    result = load_tables(folder, quarantine_dir=quarantine)
+
+    assert result.tables.transactions["customer_id"].tolist() == ["c1", "c3"]
+    assert result.tables.events is not None and result.tables.events["value"].tolist() == [7.0]
+    report = result.report
+    assert report.ok
+    assert report.quarantined == {"transactions": 2, "events": 1}
+    assert report.quarantine_files["transactions"] == str(quarantine / "transactions.csv")
+    assert all(p.quarantined for p in report.warnings)
+    assert "2 rows quarantined" in report.render()
+    saved = pd.read_csv(quarantine / "transactions.csv", dtype=str, keep_default_na=False)
+    expected = pd.DataFrame(
+        {
+            "source_row": ["3", "4"],
+            "problem": [
+                "ts: " + io.REASON_TIMESTAMP + "; amount: unparsable number",
+                "customer_id: missing customer_id",
+            ],
+            "customer_id": ["c2", ""],
+            "ts": ["someday", "2024-01-02"],
+            "amount": ["oops", "3"],
+        }
+    )
+    assert_frame_equal(saved, expected, check_dtype=False)
+    assert (quarantine / "events.csv").exists()
+    assert not (quarantine / "customers.csv").exists()
+
+
+def test_quarantine_folder_must_differ_from_data_folder(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+
+    with pytest.raises(ValueError, match="quarantine folder"):
+        load_tables(folder, quarantine_dir=folder)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _sample_tables() -> Tables:
+    transactions = pd.DataFrame(
+        {
+            "customer_id": _str_series(["c1", "c2", "c2"]),
+            "ts": _ts(["2024-01-01T10:00:00.123456", "2024-02-01", "2024-02-01"]),
+            "amount": [10.1, -0.1, 1 / 3],
+            "order_id": _str_series(["o1", None, 'o"2,x']),
+            "margin": [np.nan, 1.0, 2.5],
+        }
+    )
+    customers = pd.DataFrame(
+        {"customer_id": _str_series(["c1", "c2"]), "signup_ts": _ts(["2023-01-01", None])}
+    )
+    events = pd.DataFrame(
+        {
+            "customer_id": _str_series(["c1"]),
+            "ts": _ts(["2024-01-03T00:00:01"]),
+            "event": _str_series(["csat"]),
+            "value": [4.0],
+        }
+    )
+    return Tables(transactions, customers, events)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_write_tables_round_trips_through_load_tables(tmp_path: Path, fmt: io.TableFormat) -> None:
+    tables = _sample_tables()
+
+    written = write_tables(tables, tmp_path / "out", fmt)
+    loaded = load_tables(tmp_path / "out").tables
+
+    assert set(written) == {"transactions", "customers", "events"}
+    assert written["events"] == tmp_path / "out" / f"events.{fmt}"
+    for name in ("transactions", "customers", "events"):
+        assert_frame_equal(getattr(loaded, name), getattr(tables, name))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_shared_shop_round_trips(tmp_path: Path, shop: Tables, fmt: io.TableFormat) -> None:
+    write_tables(shop, tmp_path, fmt)
+
+    result = load_tables(tmp_path)
+
+    for name in ("transactions", "customers", "events"):
+        assert_frame_equal(getattr(result.tables, name), getattr(shop, name))
+    assert any("wish list (1)" in p.message for p in result.report.infos)
+
+
+def test_write_tables_leaves_exactly_the_written_tables(tmp_path: Path) -> None:
+    write_tables(_sample_tables(), tmp_path, "csv")
+    (tmp_path / "notes.txt").write_text("kept")
+
+    write_tables(replace(_sample_tables(), events=None), tmp_path, "parquet")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "customers.parquet",
+        "notes.txt",
+        "transactions.parquet",
+    ]
+
+
+def test_write_frame_csv_uses_iso_timestamps(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "day": _ts(["2024-05-01", None]),
+            "moment": _ts(["2024-05-01T13:45:00", "2024-05-02T00:00:00.5"]),
+            "zoned": pd.to_datetime(
+                ["2024-05-01T15:45:00+02:00", "2024-05-01T00:00:00Z"], utc=True
+            ),
+        }
+    )
+
+    path = write_frame(frame, tmp_path / "nested" / "deeper" / "frame.csv")
+
+    # Each column as short as loses nothing; missing stays empty.
+    assert path.read_text().splitlines() == [
+        '"day","moment","zoned"',
+        '"2024-05-01","2024-05-01T13:45:00.000","2024-05-01T13:45:00Z"',
+        ',"2024-05-02T00:00:00.500","2024-05-01T00:00:00Z"',
+    ]
+
+
+def test_write_frame_keeps_named_index_and_leaves_input_alone(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"score": [0.5, 0.25]}, index=pd.Index(["c1", "c2"], name="customer_id"))
+    before = frame.copy()
+
+    write_frame(frame, tmp_path / "scores.parquet")
+
+    assert_frame_equal(frame, before)
+    assert pq.read_table(tmp_path / "scores.parquet").column_names == ["customer_id", "score"]
+
+
+def test_write_frame_rejects_unknown_extension(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\.parquet or \.csv"):
+        write_frame(pd.DataFrame({"a": [1]}), tmp_path / "frame.xlsx")
+
+
+@pytest.mark.parametrize("name", ["frame.parquet", "frame.csv"])
+def test_write_frame_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    target = tmp_path / name
+    target.write_text("previous content")
+
+    def fail_midway(table: pa.Table, where: object, *args: object, **kwargs: object) -> None:
+        Path(str(where)).write_text("partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.pq, "write_table", fail_midway)
+    monkeypatch.setattr(io.pacsv, "write_csv", fail_midway)
+
+    with pytest.raises(OSError, match="disk full"):
+        write_frame(pd.DataFrame({"a": [1.0]}), target)
+
+    assert target.read_text() == "previous content"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
