@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from vafa.settings import quiet_telemetry
+from vafa.settings import Settings, quiet_telemetry
 
 quiet_telemetry()
 
@@ -30,6 +33,7 @@ from features.io import (  # noqa: E402  # noqa: E402
     write_tables,
 )
 from features.schema import Tables, to_timestamp  # noqa: E402
+from training.train import TrainOptions  # noqa: E402
 
 log = logging.getLogger("vafa")
 
@@ -66,6 +70,26 @@ AsOfOption = Annotated[
         "--as-of", help="Cutoff date (ISO 8601); default: the day after the last transaction."
     ),
 ]
+TrialsOption = Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per model.")]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", min=1, help="Seconds of tuning per model, at most.")
+]
+ChurnWindowOption = Annotated[
+    int, typer.Option("--churn-window-days", min=1, help="Churn = no purchase in this many days.")
+]
+HorizonOption = Annotated[
+    int, typer.Option("--horizon-days", min=1, help="Horizon of predicted spend and CLV.")
+]
+MarginOption = Annotated[
+    float | None,
+    typer.Option(
+        "--margin-rate", min=0, max=1, help="Margin per unit of revenue without a margin column."
+    ),
+]
+DiscountOption = Annotated[
+    float, typer.Option("--discount-rate", min=0, help="Annual discount rate applied to CLV.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
 QuarantineOption = Annotated[
     Path | None,
     typer.Option(
@@ -84,6 +108,8 @@ def main(
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # Per-trial lines from Optuna drown the progress; --verbose brings them back.
+    logging.getLogger("optuna").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def run() -> None:
@@ -199,6 +225,161 @@ def features(
     )
 
 
+def train_options(
+    churn_window_days: int,
+    horizon_days: int,
+    margin_rate: float | None,
+    discount_rate: float,
+    trials: int,
+    timeout: float | None,
+    seed: int,
+) -> TrainOptions:
+    """Options and settings merged into what training needs."""
+    settings = Settings.from_env(
+        churn_window_days=churn_window_days,
+        horizon_days=horizon_days,
+        margin_rate=margin_rate,
+        annual_discount_rate=discount_rate,
+        seed=seed,
+    )
+    return TrainOptions(
+        churn_window_days=settings.churn_window_days,
+        horizon_days=settings.horizon_days,
+        margin_rate=settings.margin_rate,
+        annual_discount_rate=settings.annual_discount_rate,
+        trials=trials,
+        timeout_seconds=timeout,
+        seed=settings.seed,
+    )
+
+
+def tracking() -> str:
+    """Configure MLflow from the settings; returns the tracking URI."""
+    from training.registry import configure_tracking
+
+    uri = Settings.from_env().tracking_uri
+    configure_tracking(uri)
+    return uri
+
+
+def run_training(data: Path, tables: Tables, cutoff: pd.Timestamp, options: TrainOptions) -> str:
+    """Train, log and register; prints the decision and the key figures. Returns the version."""
+    from training.datasets import data_fingerprint
+    from training.plots import write_plots
+    from training.registry import log_training_run, optuna_storage
+    from training.train import train_models
+
+    uri = tracking()
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
+    result = timed(
+        f"training as of {cutoff.date()} ({options.trials} trials per model)",
+        lambda: train_models(tables, cutoff, options, optuna_storage(uri), f"train-{stamp}"),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = write_plots(result, Path(tmp))
+        registered = log_training_run(
+            result,
+            options,
+            fingerprint=data_fingerprint(tables),
+            data_dir=str(data),
+            plots=plots,
+            run_name=f"train-{cutoff.date()}",
+        )
+    m = result.metrics
+    typer.echo(
+        f"model version {registered.version} (run {registered.run_id}): {registered.decision}\n"
+        f"validation out of time: churn ROC-AUC {m['churn_model_roc_auc']:.3f} (recency "
+        f"{m['churn_recency_roc_auc']:.3f}, BG/NBD {m['churn_bgnbd_roc_auc']:.3f}), "
+        f"Brier {m['churn_model_brier']:.4f}; spend normalized Gini "
+        f"{m['spend_model_normalized_gini']:.3f} (last period "
+        f"{m['spend_last_period_normalized_gini']:.3f}, BG/NBD+GG "
+        f"{m['spend_bgnbd_gg_normalized_gini']:.3f}), "
+        f"total error {m['spend_model_total_error']:+.1%}"
+    )
+    return registered.version
+
+
+@app.command()
+def train(
+    data: DataOption,
+    as_of: AsOfOption = None,
+    trials: TrialsOption = 12,
+    timeout: TimeoutOption = None,
+    churn_window_days: ChurnWindowOption = 90,
+    horizon_days: HorizonOption = 365,
+    margin_rate: MarginOption = None,
+    discount_rate: DiscountOption = 0.0,
+    seed: SeedOption = 42,
+    quarantine: QuarantineOption = None,
+) -> None:
+    """Tune, train and register the churn and spend models using only data before the date."""
+    options = train_options(
+        churn_window_days, horizon_days, margin_rate, discount_rate, trials, timeout, seed
+    )
+    tables = load(data, quarantine).tables
+    cutoff = resolve_as_of(tables, as_of)
+    run_training(data, tables.before(cutoff), cutoff, options)
+    typer.echo(
+        f"MLflow: .venv/bin/mlflow ui --backend-store-uri {Settings.from_env().tracking_uri}"
+    )
+
+
+@app.command()
+def backtest(
+    data: DataOption,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Train before it, grade on what happened after it.")
+    ],
+    trials: TrialsOption = 12,
+    timeout: TimeoutOption = None,
+    churn_window_days: ChurnWindowOption = 90,
+    horizon_days: HorizonOption = 365,
+    margin_rate: MarginOption = None,
+    discount_rate: DiscountOption = 0.0,
+    seed: SeedOption = 42,
+) -> None:
+    """Train as of a past date as `train` does and compare model and baselines with reality."""
+    import mlflow
+    from training.backtest import backtest as run_backtest
+    from training.registry import optuna_storage
+
+    options = train_options(
+        churn_window_days, horizon_days, margin_rate, discount_rate, trials, timeout, seed
+    )
+    tables = load(data).tables
+    cutoff = resolve_as_of(tables, as_of)
+    uri = tracking()
+    result = timed(
+        f"backtest as of {cutoff.date()}",
+        lambda: run_backtest(tables, cutoff, options, optuna_storage(uri)),
+    )
+    with mlflow.start_run(run_name=f"backtest-{cutoff.date()}"):
+        mlflow.log_params(
+            {
+                "kind": "backtest",
+                "as_of": str(cutoff.date()),
+                "data_dir": str(data),
+                **{f"option_{k}": v for k, v in asdict(options).items()},
+            }
+        )
+        mlflow.log_metrics({k: v for k, v in result.flat_metrics().items() if math.isfinite(v)})
+        mlflow.log_text(result.render(), "backtest.txt")
+    typer.echo(result.render())
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version; default: the challenger.")
+    ] = None,
+) -> None:
+    """Make a registered model version the champion by hand."""
+    from training.registry import promote as set_champion
+
+    tracking()
+    typer.echo(f"champion is now version {set_champion(version)}")
+
+
 @app.command()
 def demo(
     customers: Annotated[
@@ -208,8 +389,9 @@ def demo(
         Path, typer.Option("--out", help="Folder for everything the demo writes.")
     ] = Path("demo"),
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    trials: TrialsOption = 8,
 ) -> None:
-    """The main job end to end on generated data: generate, validate, build features, ..."""
+    """The main job end to end on generated data: generate, validate, features, train, ..."""
     data_dir = out / "data"
     tables = timed(
         f"generating {customers} customers", lambda: generate_tables(customers, seed=seed)

@@ -1,0 +1,163 @@
+"""The model bundle: churn and spend boosters, out-of-time calibration, what scoring needs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+from training.datasets import FeatureSpec
+
+BUNDLE_FILE = "bundle.json"
+# Orders of evidence before a customer's own margin rate outweighs the global one.
+MARGIN_PRIOR_ORDERS = 3.0
+
+
+def predict(
+    booster: lgb.Booster, matrix: pd.DataFrame, num_threads: int = 0, **kwargs: Any
+) -> np.ndarray:
+    """A booster's predictions as a float array (LightGBM's own return type is a union)."""
+    return np.asarray(booster.predict(matrix, num_threads=num_threads, **kwargs), dtype=float)
+
+
+@dataclass
+class Calibrator:
+    """A monotone map from raw model output to calibrated output, fitted out of time."""
+
+    x: list[float]
+    y: list[float]
+
+    @classmethod
+    def fit(
+        cls, raw: np.ndarray, target: np.ndarray, *, bounds: tuple[float, float] | None = None
+    ) -> Calibrator:
+        """Isotonic regression of `target` on `raw` (kept as its breakpoints)."""
+        lower, upper = bounds if bounds is not None else (None, None)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=lower, y_max=upper)
+        iso.fit(np.asarray(raw, dtype=float), np.asarray(target, dtype=float))
+        return cls(x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw outputs (clipped to the fitted range)."""
+        return np.interp(np.asarray(raw, dtype=float), self.x, self.y)
+
+
+def discount_factor(annual_rate: float, horizon_days: int) -> float:
+    """Mean present value of one unit spent evenly over the horizon at an annual discount rate."""
+    if annual_rate <= 0:
+        return 1.0
+    years = horizon_days / 365.25
+    log_rate = math.log1p(annual_rate)
+    return (1.0 - math.exp(-log_rate * years)) / (log_rate * years)
+
+
+@dataclass
+class SpendModel:
+    """Spend over the horizon: Tweedie regression, or purchase probability x spend if buying."""
+
+    kind: str  # "tweedie" or "hurdle"
+    boosters: dict[str, lgb.Booster]
+    calibrator: Calibrator
+
+    def raw(self, matrix: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Uncalibrated expected spend."""
+        if self.kind == "tweedie":
+            return predict(self.boosters["spend"], matrix, num_threads)
+        buy = predict(self.boosters["buy"], matrix, num_threads)
+        amount = predict(self.boosters["amount"], matrix, num_threads)
+        return buy * np.maximum(amount, 0.0)
+
+    def predict(self, matrix: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Calibrated expected spend, never negative."""
+        return np.maximum(self.calibrator(self.raw(matrix, num_threads)), 0.0)
+
+
+@dataclass
+class ModelBundle:
+    """Everything scoring needs, saved and registered as one unit so it swaps atomically."""
+
+    spec: FeatureSpec
+    churn: lgb.Booster
+    churn_calibrator: Calibrator
+    spend: SpendModel
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def churn_raw(self, matrix: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Uncalibrated churn probability."""
+        return predict(self.churn, matrix, num_threads)
+
+    def predict(self, features: pd.DataFrame, num_threads: int = 0) -> pd.DataFrame:
+        """Churn probability, predicted spend and CLV for feature rows (as `build_features` gives).
+
+        CLV is the predicted spend times the customer's margin rate (their own history shrunk
+        towards the overall rate), discounted over the horizon.
+        """
+        matrix = self.spec.matrix(features)
+        churn = np.clip(self.churn_calibrator(self.churn_raw(matrix, num_threads)), 0.0, 1.0)
+        spend = self.spend.predict(matrix, num_threads)
+        clv = spend * self.margin_rates(features) * float(self.config.get("discount_factor", 1.0))
+        return pd.DataFrame(
+            {
+                "customer_id": features["customer_id"].to_numpy(),
+                "churn_probability": churn,
+                "predicted_spend": spend,
+                "clv": np.maximum(clv, 0.0),
+            },
+            index=features.index,
+        )
+
+    def margin_rates(self, features: pd.DataFrame) -> np.ndarray:
+        """Per-customer margin per unit of revenue, shrunk towards the overall rate."""
+        overall = float(self.config["margin_rate"])
+        if "margin_total" not in features.columns:
+            return np.full(len(features), overall)
+        spend = features["spend_total"].to_numpy(dtype=float)
+        orders = features["n_orders"].fillna(0).to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = np.clip(features["margin_total"].to_numpy(dtype=float) / spend, -1.0, 1.0)
+        own = np.where(np.isfinite(own), own, overall)
+        return (orders * own + MARGIN_PRIOR_ORDERS * overall) / (orders + MARGIN_PRIOR_ORDERS)
+
+    def save(self, folder: Path) -> Path:
+        """Write the bundle as plain files (LightGBM text models and JSON)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.churn.save_model(folder / "churn.txt")
+        for name, booster in self.spend.boosters.items():
+            booster.save_model(folder / f"spend_{name}.txt")
+        meta = {
+            "spec": self.spec.to_dict(),
+            "churn_calibrator": self.churn_calibrator.__dict__,
+            "spend": {
+                "kind": self.spend.kind,
+                "boosters": sorted(self.spend.boosters),
+                "calibrator": self.spend.calibrator.__dict__,
+            },
+            "config": self.config,
+        }
+        (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        """Read a bundle written by `save`."""
+        folder = Path(folder)
+        meta = json.loads((folder / BUNDLE_FILE).read_text())
+        spend_meta = meta["spend"]
+        boosters = {
+            name: lgb.Booster(model_file=str(folder / f"spend_{name}.txt"))
+            for name in spend_meta["boosters"]
+        }
+        return cls(
+            spec=FeatureSpec.from_dict(meta["spec"]),
+            churn=lgb.Booster(model_file=str(folder / "churn.txt")),
+            churn_calibrator=Calibrator(**meta["churn_calibrator"]),
+            spend=SpendModel(spend_meta["kind"], boosters, Calibrator(**spend_meta["calibrator"])),
+            config=meta["config"],
+        )

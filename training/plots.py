@@ -1,0 +1,82 @@
+"""Diagnostic plots of a training run, written as PNG files for MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from training.metrics import calibration_table, decile_table
+from training.model import predict
+from training.train import TrainResult
+
+TOP_FEATURES = 20
+
+
+def write_plots(result: TrainResult, folder: Path) -> dict[str, Path]:
+    """Calibration curve, decile/lift chart, feature importance and SHAP summary; returns paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    churn, spend = result.valid_predictions["churn"], result.valid_predictions["spend"]
+    bundle = result.bundle
+    matrix = bundle.spec.matrix(result.data.churn_valid)
+    contributions = predict(bundle.churn, matrix, pred_contrib=True)[:, :-1]
+    shap = pd.Series(np.abs(contributions).mean(axis=0), index=bundle.spec.columns)
+    gain = pd.Series(
+        bundle.churn.feature_importance(importance_type="gain"), index=bundle.churn.feature_name()
+    )
+    return {
+        "calibration": _calibration(churn, folder / "churn_calibration.png"),
+        "churn_deciles": _deciles(
+            churn["y"], churn["p"], "churn rate", folder / "churn_deciles.png"
+        ),
+        "spend_deciles": _deciles(spend["y"], spend["pred"], "spend", folder / "spend_deciles.png"),
+        "importance": _bars(gain, "gain", folder / "churn_feature_importance.png"),
+        "shap": _bars(shap, "mean |SHAP| (log-odds)", folder / "churn_shap_summary.png"),
+    }
+
+
+def _calibration(churn: pd.DataFrame, path: Path) -> Path:
+    table = calibration_table(churn["y"], churn["p"])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
+    ax.plot(table["p_mean"], table["y_rate"], marker="o", label="model")
+    ax.set(
+        xlabel="predicted churn probability",
+        ylabel="observed churn rate",
+        title="Churn calibration (out of time)",
+    )
+    ax.legend()
+    return _save(fig, path)
+
+
+def _deciles(y: pd.Series, pred: pd.Series, what: str, path: Path) -> Path:
+    table = decile_table(y, pred)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["pred_mean"], width=0.4, label="predicted")
+    ax.bar(x + 0.2, table["actual_mean"], width=0.4, label="actual")
+    ax.set(xlabel="decile by prediction (1 = highest)", ylabel=what, title=f"{what} by decile")
+    ax.set_xticks(x, [str(d) for d in table["decile"]])
+    ax.legend()
+    return _save(fig, path)
+
+
+def _bars(values: pd.Series, label: str, path: Path) -> Path:
+    top = values.sort_values().tail(TOP_FEATURES)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1))
+    ax.barh(top.index, top.to_numpy())
+    ax.set(xlabel=label, title=f"Churn model: top features by {label}")
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,363 @@
+"""Tune, fit and evaluate the churn and spend models out of time, with baselines beside them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+from optuna_integration import LightGBMPruningCallback
+
+from features.schema import Tables
+from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baselines
+from training.datasets import FeatureSpec, TrainingData, build_training_data
+from training.metrics import churn_metrics, spend_metrics
+from training.model import Calibrator, ModelBundle, SpendModel, discount_factor, predict
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 2000
+EARLY_STOPPING_ROUNDS = 50
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train: windows, economics, tuning budget and seed."""
+
+    churn_window_days: int = 90
+    horizon_days: int = 365
+    margin_rate: float = 0.3
+    annual_discount_rate: float = 0.0
+    trials: int = 12
+    timeout_seconds: float | None = None
+    seed: int = 42
+    n_snapshots: int = 6
+    spacing_days: int = 30
+    num_threads: int = 2
+
+
+@dataclass
+class TrainResult:
+    """A trained bundle with everything the run log needs."""
+
+    bundle: ModelBundle
+    data: TrainingData
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    studies: dict[str, optuna.Study]
+    valid_predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def suggest_params(trial: optuna.Trial, objective: str) -> dict[str, Any]:
+    """The search space, in one place: LightGBM parameters for one trial."""
+    params: dict[str, Any] = {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+    }
+    if objective == "tweedie":
+        params["tweedie_variance_power"] = trial.suggest_float("tweedie_variance_power", 1.05, 1.9)
+    return params
+
+
+METRIC_OF = {"binary": "binary_logloss", "tweedie": "tweedie", "gamma": "gamma"}
+
+
+def fit_booster(
+    params: dict[str, Any],
+    objective: str,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    *,
+    seed: int,
+    num_threads: int,
+    trial: optuna.Trial | None = None,
+) -> lgb.Booster:
+    """One LightGBM model, early-stopped on the (later) validation snapshot."""
+    full = {
+        **params,
+        "objective": objective,
+        "metric": METRIC_OF[objective],
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "bagging_freq": 1,
+        "num_threads": num_threads,
+        "verbosity": -1,
+    }
+    dtrain = lgb.Dataset(train[0], train[1], free_raw_data=False)
+    dvalid = lgb.Dataset(valid[0], valid[1], reference=dtrain, free_raw_data=False)
+    callbacks: list[Callable[..., Any]] = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)]
+    if trial is not None:
+        callbacks.append(LightGBMPruningCallback(trial, METRIC_OF[objective], valid_name="valid"))
+    return lgb.train(
+        full, dtrain, MAX_ROUNDS, valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks
+    )
+
+
+def _objective(
+    trial: optuna.Trial,
+    objective: str,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    seed: int,
+    num_threads: int,
+) -> float:
+    booster = fit_booster(
+        suggest_params(trial, objective),
+        objective,
+        train,
+        valid,
+        seed=seed,
+        num_threads=num_threads,
+        trial=trial,
+    )
+    trial.set_user_attr("best_iteration", booster.best_iteration)
+    return float(booster.best_score["valid"][METRIC_OF[objective]])
+
+
+def tune(
+    name: str,
+    objective: str,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    options: TrainOptions,
+    storage: str | None = None,
+) -> optuna.Study:
+    """A seeded TPE search with median pruning; the study is kept in `storage` when given."""
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=options.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
+        load_if_exists=False,
+    )
+    study.optimize(
+        partial(
+            _objective,
+            objective=objective,
+            train=train,
+            valid=valid,
+            seed=options.seed,
+            num_threads=options.num_threads,
+        ),
+        n_trials=options.trials,
+        timeout=options.timeout_seconds,
+        gc_after_trial=True,
+    )
+    return study
+
+
+def crossfit(
+    raw: np.ndarray, target: np.ndarray, keys: pd.Series, bounds: tuple[float, float] | None
+) -> np.ndarray:
+    """Calibrated validation predictions where no row is calibrated by a map that saw it.
+
+    Two folds by customer hash: the honest numbers for a calibrator fitted on the same snapshot.
+    """
+    fold = (pd.util.hash_pandas_object(keys, index=False).to_numpy() % 2).astype(bool)
+    out = np.empty_like(raw, dtype=float)
+    for held_out in (fold, ~fold):
+        if held_out.all() or not held_out.any():
+            return Calibrator.fit(raw, target, bounds=bounds)(raw)
+        out[held_out] = Calibrator.fit(raw[~held_out], target[~held_out], bounds=bounds)(
+            raw[held_out]
+        )
+    return out
+
+
+def _xy(frame: pd.DataFrame, spec: FeatureSpec, label: str) -> tuple[pd.DataFrame, np.ndarray]:
+    return spec.matrix(frame), frame[label].to_numpy(dtype=float)
+
+
+def train_models(
+    tables: Tables,
+    as_of: pd.Timestamp,
+    options: TrainOptions,
+    storage: str | None = None,
+    study_prefix: str = "vafa",
+) -> TrainResult:
+    """Build the out-of-time sets, tune both models, calibrate them, and evaluate with baselines.
+
+    Raises:
+        HistoryTooShortError: the data does not cover the windows.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    data = build_training_data(
+        tables,
+        as_of,
+        churn_window_days=options.churn_window_days,
+        horizon_days=options.horizon_days,
+        margin_rate=options.margin_rate,
+        n_snapshots=options.n_snapshots,
+        spacing_days=options.spacing_days,
+    )
+    timings["features_seconds"] = time.perf_counter() - started
+    log.info("training sets: %s", data.row_counts())
+    spec = data.spec
+
+    started = time.perf_counter()
+    churn_train, churn_valid = (
+        _xy(data.churn_train, spec, "churned"),
+        _xy(data.churn_valid, spec, "churned"),
+    )
+    churn_study = tune(
+        f"{study_prefix}-churn", "binary", churn_train, churn_valid, options, storage
+    )
+    churn = fit_booster(
+        churn_study.best_params,
+        "binary",
+        churn_train,
+        churn_valid,
+        seed=options.seed,
+        num_threads=options.num_threads,
+    )
+    churn_raw = predict(churn, churn_valid[0])
+    churn_calibrator = Calibrator.fit(churn_raw, churn_valid[1], bounds=PROBABILITY_BOUNDS)
+    churn_p = crossfit(
+        churn_raw, churn_valid[1], data.churn_valid["customer_id"], PROBABILITY_BOUNDS
+    )
+    timings["churn_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    spend_train, spend_valid = (
+        _xy(data.spend_train, spec, "future_spend"),
+        _xy(data.spend_valid, spec, "future_spend"),
+    )
+    spend_study = tune(
+        f"{study_prefix}-spend", "tweedie", spend_train, spend_valid, options, storage
+    )
+    spend_model, spend_pred, spend_comparison = _fit_spend(
+        spend_study.best_params, data, spec, spend_train, spend_valid, options
+    )
+    timings["spend_seconds"] = time.perf_counter() - started
+
+    config = {
+        "churn_window_days": options.churn_window_days,
+        "horizon_days": options.horizon_days,
+        "margin_rate": _overall_margin_rate(tables, as_of, options.margin_rate),
+        "annual_discount_rate": options.annual_discount_rate,
+        "discount_factor": discount_factor(options.annual_discount_rate, options.horizon_days),
+        "trained_as_of": str(as_of.date()),
+        "churn_valid_as_of": str(data.churn_plan.valid.date()),
+        "spend_valid_as_of": str(data.spend_plan.valid.date()),
+        "spend_model": spend_model.kind,
+    }
+    bundle = ModelBundle(spec, churn, churn_calibrator, spend_model, config)
+
+    metrics = {f"churn_model_{k}": v for k, v in churn_metrics(churn_valid[1], churn_p).items()}
+    metrics |= {f"spend_model_{k}": v for k, v in spend_metrics(spend_valid[1], spend_pred).items()}
+    metrics |= spend_comparison
+    metrics |= _baselines(tables, data, options)
+    metrics["churn_best_iteration"] = float(churn.best_iteration)
+    return TrainResult(
+        bundle=bundle,
+        data=data,
+        metrics=metrics,
+        params={"churn": churn_study.best_params, "spend": spend_study.best_params},
+        studies={"churn": churn_study, "spend": spend_study},
+        valid_predictions={
+            "churn": pd.DataFrame({"y": churn_valid[1], "p": churn_p}),
+            "spend": pd.DataFrame({"y": spend_valid[1], "pred": spend_pred}),
+        },
+        timings=timings,
+    )
+
+
+def _fit_spend(
+    params: dict[str, Any],
+    data: TrainingData,
+    spec: FeatureSpec,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    options: TrainOptions,
+) -> tuple[SpendModel, np.ndarray, dict[str, float]]:
+    """Fit the Tweedie and the hurdle spend models; keep the one ranking better out of time."""
+    fit = partial(fit_booster, seed=options.seed, num_threads=options.num_threads)
+    tweedie = {"spend": fit(params, "tweedie", train, valid)}
+    tree_params = {k: v for k, v in params.items() if k != "tweedie_variance_power"}
+    bought_train, bought_valid = train[1] > 0, valid[1] > 0
+    hurdle = {
+        "buy": fit(
+            tree_params,
+            "binary",
+            (train[0], bought_train.astype(float)),
+            (valid[0], bought_valid.astype(float)),
+        )
+    }
+    if bought_train.sum() > 20 and bought_valid.sum() > 5:
+        hurdle["amount"] = fit(
+            tree_params,
+            "gamma",
+            (train[0][bought_train], train[1][bought_train]),
+            (valid[0][bought_valid], valid[1][bought_valid]),
+        )
+    candidates = {"tweedie": tweedie} | ({"hurdle": hurdle} if "amount" in hurdle else {})
+    keys = data.spend_valid["customer_id"]
+    results: dict[str, tuple[SpendModel, np.ndarray, dict[str, float]]] = {}
+    for kind, boosters in candidates.items():
+        placeholder = SpendModel(kind, boosters, Calibrator([0.0, 1.0], [0.0, 1.0]))
+        raw = placeholder.raw(valid[0])
+        model = SpendModel(kind, boosters, Calibrator.fit(raw, valid[1], bounds=(0.0, np.inf)))
+        pred = crossfit(raw, valid[1], keys, (0.0, np.inf))
+        results[kind] = (model, pred, spend_metrics(valid[1], pred))
+    comparison = {
+        f"spend_{kind}_{k}": v
+        for kind, r in results.items()
+        for k, v in r[2].items()
+        if k in ("normalized_gini", "decile_mape", "total_error")
+    }
+    best = max(
+        results,
+        key=lambda k: (
+            np.nan_to_num(results[k][2]["normalized_gini"]),
+            -np.nan_to_num(results[k][2]["decile_mape"], nan=1e9),
+        ),
+    )
+    log.info(
+        "spend model: %s kept (normalized Gini %s)",
+        best,
+        {k: round(r[2]["normalized_gini"], 4) for k, r in results.items()},
+    )
+    model, pred, _ = results[best]
+    return model, pred, comparison
+
+
+def _overall_margin_rate(tables: Tables, as_of: pd.Timestamp, configured: float) -> float:
+    """Margin per unit of revenue before `as_of` from the data's margin column, else configured."""
+    tx = tables.transactions
+    if "margin" not in tx.columns:
+        return configured
+    past = tx[(tx["ts"] < as_of) & tx["margin"].notna()]
+    revenue = float(past["amount"].sum())
+    return float(past["margin"].sum()) / revenue if revenue > 0 else configured
+
+
+def _baselines(tables: Tables, data: TrainingData, options: TrainOptions) -> dict[str, float]:
+    """Every baseline's metrics on the same validation snapshots as the models."""
+    out: dict[str, float] = {}
+    churn = churn_baselines(
+        tables, data.churn_train, data.churn_valid, data.churn_plan.valid, options.churn_window_days
+    )
+    for name, p in churn.items():
+        out |= {
+            f"churn_{name}_{k}": v for k, v in churn_metrics(data.churn_valid["churned"], p).items()
+        }
+    spend = spend_baselines(tables, data.spend_valid, data.spend_plan.valid, options.horizon_days)
+    for name, pred in spend.items():
+        actual = data.spend_valid["future_spend"]
+        out |= {f"spend_{name}_{k}": v for k, v in spend_metrics(actual, pred).items()}
+    return out
