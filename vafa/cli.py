@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException
 
 from vafa.settings import Settings, quiet_telemetry
 
@@ -124,12 +125,10 @@ def run() -> None:
         sys.exit(EXIT_FAILED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except ClickException as exc:  # bad options: Click's own message and exit code 2
+        exc.show()
+        sys.exit(exc.exit_code)
     except Exception as exc:  # the last line of defence: a message, not a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         log.debug("failure", exc_info=True)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -410,10 +409,15 @@ def demo(
     )
     preview = ["customer_id", "recency_days", "n_orders", "spend_total", "overdue_ratio"]
     typer.echo(frame[preview].head(5).round(1).to_string(index=False))
+    typer.echo("")
+    run_training(
+        data_dir, loaded.tables, cutoff, train_options(90, 365, None, 0.0, trials, None, seed)
+    )
     typer.echo(f"\ndemo data: {data_dir}")
     typer.echo(
-        "training, scoring and the report are not built yet: the demo stops after the features."
+        f"MLflow: .venv/bin/mlflow ui --backend-store-uri {Settings.from_env().tracking_uri}"
     )
+    typer.echo("scoring and the report are not built yet: the demo stops after training.")
 
 
 def _frames(tables: Tables) -> Iterator[tuple[str, pd.DataFrame]]:
