@@ -79,7 +79,8 @@ def backtest(
             f"a backtest as of {as_of.date()} needs data until {needed.date()} (the windows "
             f"after it) but the data ends on {data_end(tables).date()}: choose an earlier --as-of"
         )
-    trained = train_models(tables.before(as_of), as_of, options, storage, study_prefix="backtest")
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
+    trained = train_models(tables.before(as_of), as_of, options, storage, f"backtest-{stamp}")
     bundle = trained.bundle
     features = build_features(tables, as_of, event_types=bundle.spec.event_types or None)
     labels = build_labels(

@@ -10,6 +10,7 @@ import pandas as pd
 from features.build import CATEGORICAL_FEATURES, default_event_types
 from features.labels import LABEL_COLUMNS, build_training_set
 from features.schema import Tables, to_timestamp
+from training.btyd_features import with_btyd_by_snapshot
 
 # A snapshot needs some history before it to say anything about a customer.
 MIN_HISTORY_DAYS = 60
@@ -131,6 +132,7 @@ class TrainingData:
     spec: FeatureSpec
     churn_plan: CutoffPlan
     spend_plan: CutoffPlan
+    btyd_params: dict[str, float] | None = None
 
     def row_counts(self) -> dict[str, int]:
         """Rows per split, for the run log."""
@@ -151,8 +153,11 @@ def build_training_data(
     margin_rate: float,
     n_snapshots: int = 6,
     spacing_days: int = 30,
+    btyd_features: bool = False,
 ) -> TrainingData:
     """Feature+label snapshots for both models using only rows before `as_of`.
+
+    With `btyd_features`, each snapshot also gets BG/NBD outputs fitted on that snapshot alone.
 
     Raises:
         HistoryTooShortError: the history does not cover a window.
@@ -178,6 +183,10 @@ def build_training_data(
         event_types=event_types if past.events is not None else None,
     )
 
+    btyd_params = None
+    if btyd_features:
+        stacked, btyd_params = with_btyd_by_snapshot(stacked, churn_window_days, horizon_days)
+
     def rows(dates: list[pd.Timestamp], label: str) -> pd.DataFrame:
         picked = stacked[stacked["as_of"].isin(dates) & stacked[label].notna()]
         return picked.reset_index(drop=True)
@@ -191,6 +200,7 @@ def build_training_data(
         spec=spec,
         churn_plan=churn_plan,
         spend_plan=spend_plan,
+        btyd_params=btyd_params,
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
+from training.btyd_features import add_btyd_features
 from training.datasets import FeatureSpec
 
 BUNDLE_FILE = "bundle.json"
@@ -38,11 +39,21 @@ class Calibrator:
     def fit(
         cls, raw: np.ndarray, target: np.ndarray, *, bounds: tuple[float, float] | None = None
     ) -> Calibrator:
-        """Isotonic regression of `target` on `raw` (kept as its breakpoints)."""
+        """Centred isotonic regression of `target` on `raw`.
+
+        Plain isotonic regression is a step function: whole blocks of customers share one
+        score and rankings tie. Joining the blocks' centres with straight lines keeps the
+        calibration and keeps distinct raw scores distinct.
+        """
         lower, upper = bounds if bounds is not None else (None, None)
+        x = np.asarray(raw, dtype=float)
         iso = IsotonicRegression(out_of_bounds="clip", y_min=lower, y_max=upper)
-        iso.fit(np.asarray(raw, dtype=float), np.asarray(target, dtype=float))
-        return cls(x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist())
+        fitted = iso.fit_transform(x, np.asarray(target, dtype=float))
+        levels, block = np.unique(fitted, return_inverse=True)
+        centres = np.bincount(block, weights=x) / np.bincount(block)
+        if len(levels) == 1:
+            return cls(x=[float(x.min()), float(x.max())], y=[float(levels[0])] * 2)
+        return cls(x=centres.tolist(), y=levels.tolist())
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         """Map raw outputs (clipped to the fitted range)."""
@@ -99,7 +110,7 @@ class ModelBundle:
         CLV is the predicted spend times the customer's margin rate (their own history shrunk
         towards the overall rate), discounted over the horizon.
         """
-        matrix = self.spec.matrix(features)
+        matrix = self.spec.matrix(self.model_features(features))
         churn = np.clip(self.churn_calibrator(self.churn_raw(matrix, num_threads)), 0.0, 1.0)
         spend = self.spend.predict(matrix, num_threads)
         clv = spend * self.margin_rates(features) * float(self.config.get("discount_factor", 1.0))
@@ -112,6 +123,14 @@ class ModelBundle:
             },
             index=features.index,
         )
+
+    def model_features(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The feature table plus what the models derive themselves (BG/NBD outputs, if used)."""
+        params = self.config.get("btyd_params")
+        if not params:
+            return features
+        window, horizon = self.config["churn_window_days"], self.config["horizon_days"]
+        return add_btyd_features(features, params, window, horizon)
 
     def margin_rates(self, features: pd.DataFrame) -> np.ndarray:
         """Per-customer margin per unit of revenue, shrunk towards the overall rate."""

@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 import mlflow
 from mlflow import MlflowClient
@@ -152,11 +152,13 @@ def _log_bundle(result: TrainResult) -> str:
 
 def signature(bundle: ModelBundle, output: pd.DataFrame) -> ModelSignature:
     """Every feature optional (a table may be absent), categoricals as strings, ids required."""
-    inputs = [ColSpec("string", "customer_id")]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", "customer_id")]
     for column in bundle.spec.columns:
         kind = "string" if column in bundle.spec.categories else "double"
         inputs.append(ColSpec(kind, column, required=False))
-    outputs = [ColSpec("string" if c == "customer_id" else "double", c) for c in output.columns]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("string" if c == "customer_id" else "double", c) for c in output.columns
+    ]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 

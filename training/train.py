@@ -40,6 +40,7 @@ class TrainOptions:
     seed: int = 42
     n_snapshots: int = 6
     spacing_days: int = 30
+    btyd_features: bool = False  # measured: no out-of-time gain on the generated data
     num_threads: int = 2
 
 
@@ -204,6 +205,7 @@ def train_models(
         margin_rate=options.margin_rate,
         n_snapshots=options.n_snapshots,
         spacing_days=options.spacing_days,
+        btyd_features=options.btyd_features,
     )
     timings["features_seconds"] = time.perf_counter() - started
     log.info("training sets: %s", data.row_counts())
@@ -255,6 +257,7 @@ def train_models(
         "churn_valid_as_of": str(data.churn_plan.valid.date()),
         "spend_valid_as_of": str(data.spend_plan.valid.date()),
         "spend_model": spend_model.kind,
+        "btyd_params": data.btyd_params,
     }
     bundle = ModelBundle(spec, churn, churn_calibrator, spend_model, config)
 

@@ -91,6 +91,13 @@ DiscountOption = Annotated[
     float, typer.Option("--discount-rate", min=0, help="Annual discount rate applied to CLV.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+BtydOption = Annotated[
+    bool,
+    typer.Option(
+        "--btyd-features/--no-btyd-features",
+        help="Give the models BG/NBD's probability alive and expected purchases.",
+    ),
+]
 QuarantineOption = Annotated[
     Path | None,
     typer.Option(
@@ -232,6 +239,7 @@ def train_options(
     trials: int,
     timeout: float | None,
     seed: int,
+    btyd_features: bool = False,
 ) -> TrainOptions:
     """Options and settings merged into what training needs."""
     settings = Settings.from_env(
@@ -249,6 +257,7 @@ def train_options(
         trials=trials,
         timeout_seconds=timeout,
         seed=settings.seed,
+        btyd_features=btyd_features,
     )
 
 
@@ -309,11 +318,19 @@ def train(
     margin_rate: MarginOption = None,
     discount_rate: DiscountOption = 0.0,
     seed: SeedOption = 42,
+    btyd_features: BtydOption = False,
     quarantine: QuarantineOption = None,
 ) -> None:
     """Tune, train and register the churn and spend models using only data before the date."""
     options = train_options(
-        churn_window_days, horizon_days, margin_rate, discount_rate, trials, timeout, seed
+        churn_window_days,
+        horizon_days,
+        margin_rate,
+        discount_rate,
+        trials,
+        timeout,
+        seed,
+        btyd_features,
     )
     tables = load(data, quarantine).tables
     cutoff = resolve_as_of(tables, as_of)
@@ -336,6 +353,7 @@ def backtest(
     margin_rate: MarginOption = None,
     discount_rate: DiscountOption = 0.0,
     seed: SeedOption = 42,
+    btyd_features: BtydOption = False,
 ) -> None:
     """Train as of a past date as `train` does and compare model and baselines with reality."""
     import mlflow
@@ -343,7 +361,14 @@ def backtest(
     from training.registry import optuna_storage
 
     options = train_options(
-        churn_window_days, horizon_days, margin_rate, discount_rate, trials, timeout, seed
+        churn_window_days,
+        horizon_days,
+        margin_rate,
+        discount_rate,
+        trials,
+        timeout,
+        seed,
+        btyd_features,
     )
     tables = load(data).tables
     cutoff = resolve_as_of(tables, as_of)
