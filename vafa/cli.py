@@ -405,6 +405,36 @@ def promote(
 
 
 @app.command()
+def score(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder; scores go to OUT/as_of=YYYY-MM-DD/.")],
+    as_of: AsOfOption = None,
+    quarantine: QuarantineOption = None,
+) -> None:
+    """Score every customer as of a date with the champion (the nightly batch)."""
+    batch_path, scores = run_scoring(data, out, as_of, quarantine)
+    typer.echo(f"scored {len(scores):,} customers -> {batch_path}")
+
+
+def run_scoring(
+    data: Path, out: Path, as_of: str | None, quarantine: Path | None = None
+) -> tuple[Path, pd.DataFrame]:
+    """Load, build features, score with the champion and write the run's folder."""
+    from serving.batch import score_all, summarise, write_scores
+    from serving.scorer import Scorer
+
+    tables = load(data, quarantine).tables
+    cutoff = resolve_as_of(tables, as_of)
+    tracking()
+    scorer = Scorer.from_registry()
+    scores, timings = timed(
+        f"scoring as of {cutoff.date()}", lambda: score_all(tables, cutoff, scorer)
+    )
+    summary = summarise(scores, timings) | {"as_of": str(cutoff.date()), "data_dir": str(data)}
+    return write_scores(scores, summary, out, cutoff), scores
+
+
+@app.command()
 def demo(
     customers: Annotated[
         int, typer.Option("--customers", min=100, help="Customers to generate.")

@@ -1,0 +1,128 @@
+"""The one place scores are made: feature rows in, score rows (value, risk, reasons, action) out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from serving.reasons import ReasonModel
+from training.model import ModelBundle, predict
+
+ReasonScope = Literal["actionable", "all", "none"]
+NO_ACTION = "none"
+
+
+@dataclass
+class Scorer:
+    """Scores customers with a model bundle; the nightly batch and the online service call this.
+
+    Attributes:
+        bundle: the champion's bundle (models, calibration, feature spec, windows).
+        version: the registry version of the bundle, written on every score row.
+        policy: the retention policy (actions, channels, discount rule); None = the default.
+        num_threads: LightGBM threads (1 for online requests, 0 = all cores for batches).
+    """
+
+    bundle: ModelBundle
+    version: str
+    policy: object | None = None
+    num_threads: int = 0
+    reasons_per_customer: int = 3
+    _reason_model: ReasonModel = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
+
+    @classmethod
+    def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
+        """The scorer of the bundle registered under `alias` (MLflow must be configured)."""
+        from training.registry import load_bundle
+
+        bundle, version = load_bundle(alias)
+        return cls(bundle, version, **kwargs)  # type: ignore[arg-type]
+
+    def score(
+        self, features: pd.DataFrame, as_of: pd.Timestamp, reasons: ReasonScope = "actionable"
+    ) -> pd.DataFrame:
+        """Score rows for every customer in `features` (as `build_features` returns them).
+
+        Args:
+            features: feature rows as of `as_of`.
+            as_of: the date the features are as of.
+            reasons: whose reasons to compute: customers who get an action (TreeSHAP is the
+                costly part, so only where someone will read it), everyone, or nobody.
+
+        Returns:
+            One row per customer: the contract's score columns plus the CRM extras.
+        """
+        bundle = self.bundle
+        frame = bundle.model_features(features)
+        matrix = bundle.spec.matrix(frame)
+        churn = np.clip(
+            bundle.churn_calibrator(predict(bundle.churn, matrix, self.num_threads)), 0.0, 1.0
+        )
+        spend = bundle.spend.predict(matrix, self.num_threads)
+        clv = np.maximum(
+            spend
+            * bundle.margin_rates(features)
+            * float(bundle.config.get("discount_factor", 1.0)),
+            0.0,
+        )
+        scores = pd.DataFrame(
+            {
+                "customer_id": features["customer_id"].to_numpy(),
+                "as_of": pd.Timestamp(as_of).normalize(),
+                "churn_probability": churn,
+                "predicted_spend": spend,
+                "clv": clv,
+                "value_at_risk": churn * clv,
+            },
+            index=features.index,
+        )
+        scores["expected_next_order"] = _expected_next_order(features, as_of)
+        scores = self._segment_and_act(features, scores)
+        scores["reasons"] = ""
+        if reasons != "none":
+            chosen = (
+                np.ones(len(scores), bool)
+                if reasons == "all"
+                else (scores["recommended_action"] != NO_ACTION).to_numpy()
+            )
+            if chosen.any():
+                contributions = predict(
+                    bundle.churn, matrix[chosen], self.num_threads, pred_contrib=True
+                )
+                texts, _ = self._reason_model.top_reasons(
+                    contributions, frame.loc[chosen], self.reasons_per_customer
+                )
+                scores.loc[chosen, "reasons"] = texts
+        scores["model_version"] = self.version
+        scores["churn_window_days"] = int(bundle.config["churn_window_days"])
+        scores["horizon_days"] = int(bundle.config["horizon_days"])
+        return scores.reset_index(drop=True)
+
+    def explain(self, features: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
+        """Per-row churn contributions (log-odds, TreeSHAP) and the reason families chosen."""
+        frame = self.bundle.model_features(features)
+        matrix = self.bundle.spec.matrix(frame)
+        contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
+        _, names = self._reason_model.top_reasons(contributions, frame, self.reasons_per_customer)
+        return contributions, names
+
+    def _segment_and_act(self, features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+        """Segment, lifecycle stage and the recommended action with its channel and reason."""
+        scores["segment"] = "unassigned"
+        scores["recommended_action"] = np.where(
+            scores["churn_probability"] >= 0.5, "review", NO_ACTION
+        )
+        return scores
+
+
+def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Last purchase plus the customer's own mean gap: when they would normally buy again."""
+    last = pd.Timestamp(as_of) - pd.to_timedelta(features["recency_days"], unit="D")
+    gap = pd.to_timedelta(features.get("gap_mean_days"), unit="D")
+    return (last + gap).dt.normalize()
