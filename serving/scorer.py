@@ -8,11 +8,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from serving.policy import Policy, load_policy, recommend
 from serving.reasons import ReasonModel
+from serving.segments import SegmentThresholds, assign_segments, reference_population
 from training.model import ModelBundle, predict
 
 ReasonScope = Literal["actionable", "all", "none"]
-NO_ACTION = "none"
+SEGMENT_COLUMNS = ("segment", "lifecycle_stage", "value_tier", "risk_tier", "customer_type")
+NO_ACTION = "no_action"
 
 
 @dataclass
@@ -28,13 +31,18 @@ class Scorer:
 
     bundle: ModelBundle
     version: str
-    policy: object | None = None
+    policy: Policy | None = None
     num_threads: int = 0
     reasons_per_customer: int = 3
     _reason_model: ReasonModel = field(init=False, repr=False)
+    _thresholds: SegmentThresholds | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
+        if self.policy is None:
+            self.policy = load_policy()
+        stored = self.bundle.config.get("segments")
+        self._thresholds = SegmentThresholds.from_dict(stored) if stored else None
 
     @classmethod
     def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
@@ -113,12 +121,21 @@ class Scorer:
         return contributions, names
 
     def _segment_and_act(self, features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-        """Segment, lifecycle stage and the recommended action with its channel and reason."""
-        scores["segment"] = "unassigned"
-        scores["recommended_action"] = np.where(
-            scores["churn_probability"] >= 0.5, "review", NO_ACTION
+        """Segment, lifecycle stage and the recommended action with its channel and reason.
+
+        The segment thresholds come with the model (quantiles of its validation scores); a
+        bundle without them falls back to this batch's own quantiles.
+        """
+        assert self.policy is not None
+        scored = pd.concat([features.drop(columns=["customer_id"]), scores], axis=1)
+        window = int(self.bundle.config["churn_window_days"])
+        thresholds = self._thresholds or SegmentThresholds.fit(
+            reference_population(scored, window), churn_window_days=window
         )
-        return scores
+        segmented = assign_segments(scored, thresholds)
+        actions = recommend(segmented, self.policy)
+        kept = [c for c in SEGMENT_COLUMNS if c in segmented.columns]
+        return pd.concat([scores, segmented[kept], actions.drop(columns=["customer_id"])], axis=1)
 
 
 def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:

@@ -24,7 +24,20 @@ def vafa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 @pytest.mark.parametrize(
-    "command", ["", "demo", "generate", "validate", "features", "train", "backtest", "promote"]
+    "command",
+    [
+        "",
+        "demo",
+        "generate",
+        "validate",
+        "features",
+        "train",
+        "backtest",
+        "promote",
+        "score",
+        "campaign",
+        "profiles",
+    ],
 )
 def test_every_command_has_help(command: str) -> None:
     result = vafa(*([command] if command else []), "--help")
@@ -87,6 +100,39 @@ def test_demo_trains_a_champion_and_backtest_compares_baselines(tmp_path: Path) 
     assert demo.returncode == 0, demo.stderr
     assert "promoted: there was no champion" in demo.stdout
     assert "mlflow ui" in demo.stdout
+    assert "the riskiest valuable customers" in demo.stdout and "Campaign plan" in demo.stdout
+    run = tmp_path / "demo" / "scores" / "as_of=2026-11-01"
+    scores = pd.read_parquet(run / "scores.parquet")
+    contract = [
+        "customer_id",
+        "as_of",
+        "churn_probability",
+        "predicted_spend",
+        "clv",
+        "value_at_risk",
+        "segment",
+        "recommended_action",
+        "reasons",
+        "model_version",
+    ]
+    assert set(contract) <= set(scores.columns)
+    assert scores["customer_id"].is_unique and scores["churn_probability"].between(0, 1).all()
+    acted = scores["recommended_action"] != "no_action"
+    assert (scores.loc[acted, "reasons"] != "").all()
+    assert pd.read_csv(run / "campaign.csv")["customer_id"].isin(scores["customer_id"]).all()
+
+    plan = vafa(
+        "campaign",
+        "--scores",
+        str(tmp_path / "demo" / "scores"),
+        "--budget",
+        "30",
+        "--out",
+        str(tmp_path / "plan.parquet"),
+        env=env,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert pd.read_parquet(tmp_path / "plan.parquet")["cost"].sum() <= 30
 
     backtest = vafa(
         "backtest",

@@ -16,6 +16,7 @@ import pandas as pd
 from optuna_integration import LightGBMPruningCallback
 
 from features.schema import Tables
+from serving.segments import SegmentThresholds, reference_population
 from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baselines
 from training.datasets import FeatureSpec, TrainingData, build_training_data
 from training.metrics import churn_metrics, spend_metrics
@@ -260,6 +261,14 @@ def train_models(
         "btyd_params": data.btyd_params,
     }
     bundle = ModelBundle(spec, churn, churn_calibrator, spend_model, config)
+    # Segment cut points are quantiles of the model's own scores, stored with it.
+    valid_scores = data.churn_valid.join(
+        bundle.predict(data.churn_valid).drop(columns="customer_id")
+    )
+    bundle.config["segments"] = SegmentThresholds.fit(
+        reference_population(valid_scores, options.churn_window_days),
+        churn_window_days=options.churn_window_days,
+    ).to_dict()
 
     metrics = {f"churn_model_{k}": v for k, v in churn_metrics(churn_valid[1], churn_p).items()}
     metrics |= {f"spend_model_{k}": v for k, v in spend_metrics(spend_valid[1], spend_pred).items()}

@@ -434,6 +434,94 @@ def run_scoring(
     return write_scores(scores, summary, out, cutoff), scores
 
 
+def latest_scores(scores_dir: Path, as_of: str | None = None) -> Path:
+    """The run folder for a date, else the latest `as_of=` folder under `scores_dir`."""
+    if as_of is not None:
+        folder = scores_dir / f"as_of={resolve_date(as_of).date()}"
+        if not folder.is_dir():
+            raise typer.BadParameter(f"no scores for {as_of} in {scores_dir}", param_hint="--as-of")
+        return folder
+    runs = sorted(p for p in scores_dir.glob("as_of=*") if (p / "scores.parquet").exists())
+    if not runs:
+        raise typer.BadParameter(
+            f"no scores under {scores_dir}: run `vafa score`", param_hint="--scores"
+        )
+    return runs[-1]
+
+
+def resolve_date(value: str) -> pd.Timestamp:
+    """A date option, with a clear error."""
+    try:
+        return to_timestamp(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@app.command()
+def campaign(
+    scores: Annotated[
+        Path, typer.Option("--scores", help="Scores folder written by `vafa score`.")
+    ],
+    budget: Annotated[float, typer.Option("--budget", min=0, help="Total contact budget.")],
+    cost_per_contact: Annotated[
+        float, typer.Option("--cost-per-contact", min=0, help="Cost of actions without their own.")
+    ] = 1.0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Contact list, .csv or .parquet.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Which run; default: the latest.")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Retention policy YAML.")] = None,
+) -> None:
+    """Pick whom to contact under a budget for the most expected retained value minus cost."""
+    from serving.campaign import plan_campaign, write_plan
+    from serving.policy import load_policy
+
+    run = latest_scores(scores, as_of)
+    table = pd.read_parquet(run / "scores.parquet")
+    actions = load_policy(policy).actions
+    plan = plan_campaign(table, actions, budget, cost_per_contact)
+    target = out or run / "campaign.csv"
+    written, summary = write_plan(plan, target)
+    typer.echo(plan.summary())
+    typer.echo(f"contact list: {written} (summary {summary})")
+
+
+@app.command()
+def profiles(
+    data: DataOption,
+    as_of: AsOfOption = None,
+    churn_window_days: ChurnWindowOption = 90,
+    top: Annotated[int, typer.Option("--top", min=1, help="Features to show.")] = 15,
+    out: Annotated[Path | None, typer.Option("--out", help="Full table, .csv or .parquet.")] = None,
+) -> None:
+    """What churned customers have in common that VIPs do not: standardised differences.
+
+    Profiles are taken one churn window before the date, outcomes in the window after it,
+    among customers who had bought within the window before (long-lost customers would only
+    show that they are long lost).
+    """
+    from features.labels import build_labels
+    from training.profiles import compare_profiles, vip_and_churned
+
+    tables = load(data).tables
+    end = resolve_as_of(tables, as_of)
+    cutoff = end - pd.Timedelta(days=churn_window_days)
+    frame = build_features(tables, cutoff)
+    frame = frame[frame["recency_days"] <= churn_window_days].reset_index(drop=True)
+    labels = build_labels(tables, cutoff, churn_window_days, churn_window_days)
+    vip, churned = vip_and_churned(frame, labels, value="future_spend", churn="churned")
+    table = compare_profiles(frame, vip, churned)
+    if out is not None:
+        write_frame(table, out)
+    typer.echo(
+        f"{int(vip.sum()):,} VIPs (top spenders who stayed) vs {int(churned.sum()):,} churned, "
+        f"profiles as of {cutoff.date()}:"
+    )
+    typer.echo(table.head(top).round(3).to_string(index=False))
+
+
 @app.command()
 def demo(
     customers: Annotated[

@@ -1,0 +1,239 @@
+"""Value x risk segments and lifecycle stages on hand-made customers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.segments import (
+    LIFECYCLE_STAGES,
+    SEGMENTS,
+    TIERS,
+    SegmentThresholds,
+    assign_segments,
+)
+
+NAN = math.nan
+# Hand-set cuts: value low <= 100 < mid <= 500 < high; risk low <= 0.3 < mid <= 0.6 < high;
+# low value above 0.9 risk is lost.
+CUTS = SegmentThresholds(value_cuts=(100.0, 500.0), risk_cuts=(0.3, 0.6), lost_risk=0.9)
+
+# customer_id, clv, churn_probability, tenure_days, recency_days, overdue_ratio,
+# expected value_tier, risk_tier, segment, lifecycle_stage
+CASES = [
+    ("vip", 800.0, 0.10, 400.0, 10.0, 0.5, "high", "low", "vip", "active"),
+    ("loyal_mid", 200.0, 0.20, 400.0, 10.0, 0.5, "mid", "low", "loyal", "active"),
+    ("loyal_low", 50.0, 0.20, 400.0, 10.0, 0.5, "low", "low", "loyal", "active"),
+    ("attention_high", 800.0, 0.50, 400.0, 20.0, 1.0, "high", "mid", "needs_attention", "active"),
+    ("attention_mid", 200.0, 0.50, 400.0, 20.0, 1.0, "mid", "mid", "needs_attention", "active"),
+    ("at_risk_high", 800.0, 0.70, 400.0, 60.0, 2.0, "high", "high", "at_risk", "lapsing"),
+    ("at_risk_mid", 200.0, 0.70, 400.0, 60.0, 1.5, "mid", "high", "at_risk", "active"),
+    ("hibernating", 50.0, 0.50, 400.0, 100.0, 2.0, "low", "mid", "hibernating", "lapsed"),
+    ("hibernating_hi", 50.0, 0.80, 400.0, 80.0, 2.0, "low", "high", "hibernating", "lapsing"),
+    ("lost_by_risk", 50.0, 0.95, 400.0, 30.0, 1.0, "low", "high", "lost", "active"),
+    ("lost_by_recency", 800.0, 0.70, 900.0, 400.0, 2.0, "high", "high", "lost", "lost"),
+    ("lost_by_rhythm", 200.0, 0.50, 400.0, 100.0, 5.0, "mid", "mid", "lost", "lost"),
+    ("new", 50.0, 0.40, 30.0, 5.0, NAN, "low", "mid", "promising_new", "new"),
+    ("new_high_risk", 200.0, 0.70, 30.0, 25.0, NAN, "mid", "high", "at_risk", "new"),
+    ("new_lapsing", 800.0, 0.10, 80.0, 70.0, 3.5, "high", "low", "promising_new", "lapsing"),
+    ("at_the_cut", 100.0, 0.30, 400.0, 10.0, 0.5, "low", "low", "loyal", "active"),
+    ("refunds_only", 800.0, 0.10, NAN, NAN, NAN, "high", "low", "vip", None),
+]
+
+
+def _scored(cases: list[tuple] = CASES) -> pd.DataFrame:
+    columns = list(zip(*cases, strict=True))
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array(columns[0], dtype="str"),
+            "clv": np.array(columns[1]),
+            "churn_probability": np.array(columns[2]),
+            "tenure_days": np.array(columns[3]),
+            "recency_days": np.array(columns[4]),
+            "overdue_ratio": np.array(columns[5]),
+        }
+    )
+
+
+def _categorical(values: tuple, categories: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical(list(values), categories=list(categories))
+
+
+def test_every_segment_and_stage_by_hand() -> None:
+    scored = _scored()
+    columns = list(zip(*CASES, strict=True))
+    expected = scored.assign(
+        value_tier=_categorical(columns[6], TIERS),
+        risk_tier=_categorical(columns[7], TIERS),
+        segment=_categorical(columns[8], SEGMENTS),
+        lifecycle_stage=_categorical(columns[9], LIFECYCLE_STAGES),
+    )
+    pd.testing.assert_frame_equal(assign_segments(scored, CUTS), expected)
+
+
+def test_every_segment_is_reachable() -> None:
+    assert set(assign_segments(_scored(), CUTS)["segment"]) == set(SEGMENTS)
+
+
+def test_input_is_not_mutated() -> None:
+    scored = _scored()
+    before = scored.copy(deep=True)
+    out = assign_segments(scored, CUTS)
+    out.loc[0, "clv"] = -1.0
+    pd.testing.assert_frame_equal(scored, before)
+
+
+def test_fit_takes_quantiles_of_the_scores() -> None:
+    scores = pd.DataFrame({"clv": np.arange(10.0), "churn_probability": np.linspace(0.0, 0.9, 10)})
+    fitted = SegmentThresholds.fit(scores)
+    assert fitted.value_cuts == pytest.approx((4.5, 7.2))
+    assert fitted.risk_cuts == pytest.approx((0.45, 0.72))
+    assert fitted.lost_risk == pytest.approx(0.855)
+    assert fitted.value_quantiles == (0.5, 0.8)
+
+
+def test_fit_settings_pass_through() -> None:
+    scores = pd.DataFrame({"margin": [1.0, 2.0, 3.0], "churn_probability": [0.1, 0.2, 0.3]})
+    fitted = SegmentThresholds.fit(
+        scores, value_quantiles=(0.25, 0.75), value_column="margin", new_customer_days=30
+    )
+    assert fitted.value_cuts == (1.5, 2.5)
+    assert fitted.value_column == "margin"
+    assert fitted.new_customer_days == 30
+
+
+def test_fit_on_the_population_gives_the_expected_shares() -> None:
+    rng = np.random.default_rng(7)
+    n = 10_000
+    scored = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"c{i}" for i in range(n)], dtype="str"),
+            "clv": rng.lognormal(3.0, 1.0, n),
+            "churn_probability": rng.uniform(0.0, 1.0, n),
+            "tenure_days": np.full(n, 400.0),
+            "recency_days": np.full(n, 10.0),
+            "overdue_ratio": np.full(n, 0.5),
+        }
+    )
+    out = assign_segments(scored, SegmentThresholds.fit(scored))
+    value_share = out["value_tier"].value_counts(normalize=True)
+    risk_share = out["risk_tier"].value_counts(normalize=True)
+    assert value_share.to_dict() == pytest.approx({"low": 0.5, "mid": 0.3, "high": 0.2}, abs=1e-3)
+    assert risk_share.to_dict() == pytest.approx({"low": 0.5, "mid": 0.3, "high": 0.2}, abs=1e-3)
+
+
+def test_segments_do_not_depend_on_the_currency() -> None:
+    rng = np.random.default_rng(3)
+    n = 2_000
+    scored = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"c{i}" for i in range(n)], dtype="str"),
+            "clv": np.round(rng.lognormal(3.0, 1.5, n), 2),
+            "predicted_spend": np.round(rng.lognormal(4.0, 1.5, n), 2),
+            "churn_probability": rng.uniform(0.0, 1.0, n),
+            "tenure_days": rng.uniform(1.0, 1000.0, n),
+            "recency_days": rng.uniform(0.0, 500.0, n),
+            "overdue_ratio": rng.uniform(0.0, 8.0, n),
+        }
+    )
+    scored.loc[:200, "clv"] = 0.0  # ties at the lowest value
+    rich = scored.assign(clv=scored["clv"] * 1000, predicted_spend=scored["predicted_spend"] * 1000)
+    plain = assign_segments(scored, SegmentThresholds.fit(scored))
+    scaled = assign_segments(rich, SegmentThresholds.fit(rich))
+    for column in ("value_tier", "risk_tier", "segment", "lifecycle_stage"):
+        pd.testing.assert_series_equal(plain[column], scaled[column])
+    assert plain["segment"].nunique() == len(SEGMENTS)
+
+
+def test_ties_at_a_cut_stay_in_the_lower_tier() -> None:
+    scores = pd.DataFrame(
+        {"clv": [0.0] * 6 + [5.0, 6.0, 7.0, 8.0], "churn_probability": np.linspace(0, 1, 10)}
+    )
+    fitted = SegmentThresholds.fit(scores)
+    assert fitted.value_cuts[0] == 0.0
+    scored = scores.assign(tenure_days=400.0, recency_days=10.0, overdue_ratio=0.5)
+    tiers = assign_segments(scored, fitted)["value_tier"]
+    assert (tiers[:6] == "low").all()
+
+
+def test_thresholds_round_trip_through_json() -> None:
+    fitted = SegmentThresholds.fit(_scored(), risk_quantiles=(0.6, 0.9), lost_recency_days=300)
+    stored = json.loads(json.dumps(fitted.to_dict()))
+    assert stored["value_cuts"] == list(fitted.value_cuts)
+    assert SegmentThresholds.from_dict(stored) == fitted
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"value_cuts": [1, 2], "risk_cuts": [0.1, 0.2], "lost_risk": 0.9, "x": 1}, "unknown"),
+        ({"value_cuts": [1, 2], "risk_cuts": [0.1, 0.2]}, "missing"),
+        ({"value_cuts": [2, 1], "risk_cuts": [0.1, 0.2], "lost_risk": 0.9}, "value_cuts"),
+        (
+            {
+                "value_cuts": [1, 2],
+                "risk_cuts": [0.1, 0.2],
+                "lost_risk": 0.9,
+                "new_customer_days": 0,
+            },
+            "new_customer_days",
+        ),
+        (
+            {
+                "value_cuts": [1, 2],
+                "risk_cuts": [0.1, 0.2],
+                "lost_risk": 0.9,
+                "lost_overdue_ratio": 1,
+            },
+            "lost_overdue_ratio",
+        ),
+    ],
+)
+def test_bad_thresholds_are_refused(data: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmentThresholds.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"value_quantiles": (0.8, 0.5)}, "value_quantiles"),
+        ({"risk_quantiles": (0.0, 0.5)}, "risk_quantiles"),
+        ({"lost_risk_quantile": 1.0}, "lost_risk_quantile"),
+        ({"value_column": "nope"}, "nope"),
+    ],
+)
+def test_fit_refuses_bad_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SegmentThresholds.fit(_scored(), **kwargs)
+
+
+def test_fit_needs_finite_scores() -> None:
+    scores = pd.DataFrame({"clv": [NAN, NAN], "churn_probability": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="no finite 'clv'"):
+        SegmentThresholds.fit(scores)
+
+
+def test_missing_columns_are_named() -> None:
+    with pytest.raises(ValueError, match=r"\['overdue_ratio'\]"):
+        assign_segments(_scored().drop(columns="overdue_ratio"), CUTS)
+
+
+def test_the_customer_type_column_is_kept() -> None:
+    scored = _scored().assign(segment=pd.Categorical(["student"] * len(CASES)))
+    out = assign_segments(scored, CUTS)
+    assert (out["customer_type"] == "student").all()
+    assert set(out["segment"]) <= set(SEGMENTS)
+    again = assign_segments(out, CUTS)
+    pd.testing.assert_frame_equal(again, out)
+
+
+def test_index_is_kept() -> None:
+    scored = _scored().set_axis(np.arange(100, 100 + len(CASES)))
+    out = assign_segments(scored, CUTS)
+    assert out.index.equals(scored.index)
+    assert out.loc[100, "segment"] == "vip"
