@@ -556,11 +556,37 @@ def demo(
     run_training(
         data_dir, loaded.tables, cutoff, train_options(90, 365, None, 0.0, trials, None, seed)
     )
+    batch_path, scores = run_scoring(data_dir, out / "scores", None)
+    typer.echo(f"\nscores: {len(scores):,} customers -> {batch_path}")
+    top = scores.sort_values("value_at_risk", ascending=False).head(8)
+    columns = [
+        "customer_id",
+        "churn_probability",
+        "clv",
+        "value_at_risk",
+        "segment",
+        "recommended_action",
+        "reasons",
+    ]
+    typer.echo("the riskiest valuable customers, why, and what to do:")
+    typer.echo(top[columns].round(2).to_string(index=False, max_colwidth=80))
+    plan_demo_campaign(scores, batch_path)
     typer.echo(f"\ndemo data: {data_dir}")
     typer.echo(
         f"MLflow: .venv/bin/mlflow ui --backend-store-uri {Settings.from_env().tracking_uri}"
     )
-    typer.echo("scoring and the report are not built yet: the demo stops after training.")
+
+
+def plan_demo_campaign(scores: pd.DataFrame, run: Path) -> None:
+    """A campaign with a budget of 50 per 100 customers, written beside the scores."""
+    from serving.campaign import plan_campaign, write_plan
+    from serving.policy import load_policy
+
+    budget = 50.0 * max(len(scores) // 100, 1)
+    plan = plan_campaign(scores, load_policy().actions, budget, 1.0)
+    plan_path, _ = write_plan(plan, run / "campaign.csv")
+    typer.echo(f"\ncampaign with a budget of {budget:,.0f}: {plan_path}")
+    typer.echo(plan.summary())
 
 
 def _frames(tables: Tables) -> Iterator[tuple[str, pd.DataFrame]]:
