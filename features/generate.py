@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Tables
+from features.schema import CUSTOMERS, EVENTS, KNOWN_EVENTS, TRANSACTIONS, Tables
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -36,24 +36,7 @@ EMAIL, SMS, PUSH = range(3)
 CATEGORIES = ("electronics", "books", "fashion", "home", "toys", "grocery")
 ELECTRONICS = 0
 CUSTOM_EVENT = "wishlist_add"
-EVENT_NAMES = (
-    "session",
-    "content_view",
-    "email_open",
-    "email_click",
-    "sms_click",
-    "push_open",
-    "support_ticket",
-    "ticket_resolved",
-    "complaint",
-    "nps",
-    "csat",
-    "ces",
-    "referral",
-    "product_view",
-    "payment_late",
-    CUSTOM_EVENT,
-)
+EVENT_NAMES = (*KNOWN_EVENTS, CUSTOM_EVENT)
 EVENT_CODE = {name: code for code, name in enumerate(EVENT_NAMES)}
 # Event channels: the purchase channels first so a purchase-channel code is also an event one.
 EVENT_CHANNELS = (*PURCHASE_CHANNELS, *MESSAGE_CHANNELS)

@@ -261,6 +261,12 @@ def train_options(
     )
 
 
+def echo_mlflow_hint() -> None:
+    """How to look at the runs."""
+    uri = Settings.from_env().tracking_uri
+    typer.echo(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {uri}")
+
+
 def tracking() -> str:
     """Configure MLflow from the settings; returns the tracking URI."""
     from training.registry import configure_tracking
@@ -335,9 +341,7 @@ def train(
     tables = load(data, quarantine).tables
     cutoff = resolve_as_of(tables, as_of)
     run_training(data, tables.before(cutoff), cutoff, options)
-    typer.echo(
-        f"MLflow: .venv/bin/mlflow ui --backend-store-uri {Settings.from_env().tracking_uri}"
-    )
+    echo_mlflow_hint()
 
 
 @app.command()
@@ -572,9 +576,7 @@ def demo(
     typer.echo(top[columns].round(2).to_string(index=False, max_colwidth=80))
     plan_demo_campaign(scores, batch_path)
     typer.echo(f"\ndemo data: {data_dir}")
-    typer.echo(
-        f"MLflow: .venv/bin/mlflow ui --backend-store-uri {Settings.from_env().tracking_uri}"
-    )
+    echo_mlflow_hint()
 
 
 def plan_demo_campaign(scores: pd.DataFrame, run: Path) -> None:
