@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 
 from features.engagement import (
     event_features,
-    event_slug,
     event_types_before,
+    names_before,
     views_since_last_purchase,
 )
 from features.profile import PROFILE_CATEGORIES, profile_features
-from features.rfm import ID, rfm_summary, transaction_features
+from features.rfm import (
+    ID,
+    Codes,
+    Columns,
+    factorize,
+    labels,
+    micros,
+    recode,
+    rfm_summary,
+    timestamps_us,
+    transaction_features,
+)
 from features.schema import KNOWN_EVENTS, Tables, to_timestamp
 
 CATEGORICAL_FEATURES = ("dominant_channel", *PROFILE_CATEGORIES)
 
+# The string columns the features group by; True: codes in name order (ids, channel ties).
+_CODED = {
+    "transactions": {ID: True, "order_id": False, "category": False, "channel": True},
+    "events": {ID: False, "event": False},
+    "customers": {ID: False},
+}
+# Below this many rows a table's columns are hashed one after the other: threads cost more
+# than they save (the online call scores one customer).
+_PARALLEL_ROWS = 100_000
+
 
 def default_event_types(tables: Tables, as_of: datetime) -> list[str]:
     """The known event vocabulary plus every other name seen before `as_of`."""
-    seen = [] if tables.events is None else event_types_before(pl.from_pandas(tables.events), as_of)
+    seen = [] if tables.events is None else event_types_before(tables.events, as_of)
     return sorted(set(KNOWN_EVENTS) | set(seen))
 
 
@@ -50,44 +73,70 @@ def build_features(
         `CATEGORICAL_FEATURES` are pandas categoricals.
     """
     cutoff = to_timestamp(as_of).to_pydatetime()
-    codes, customer_ids = pd.factorize(tables.transactions[ID], sort=True)
-    transactions = _encoded(tables.transactions, codes)
-    result = transaction_features(transactions, cutoff)
+    codes = _encode(tables.transactions, _CODED["transactions"])
+    customers = codes[ID].names
+    columns, present = transaction_features(tables.transactions, codes, cutoff)
+    # One table's codes at a time: memory holds one table's working arrays, not all three.
+    del codes
     if tables.events is not None:
-        events = _encoded(tables.events, customer_ids.get_indexer(tables.events[ID]))
-        types = (
-            list(event_types) if event_types is not None else default_event_types(tables, cutoff)
-        )
-        engagement = event_features(events, cutoff, types)
-        counts = [f"{event_slug(e)}_{suffix}" for e in types for suffix in ("total", "30d", "90d")]
-        if "unresolved_tickets" in engagement.collect_schema().names():
-            counts.append("unresolved_tickets")
-        result = result.join(engagement, on=ID, how="left").with_columns(
-            pl.col(counts).fill_null(0.0)
-        )
-        if "product_view" in types:
-            views = views_since_last_purchase(events, cutoff, result)
-            result = result.join(views, on=ID, how="left").with_columns(
-                pl.col("product_views_since_purchase").fill_null(0.0)
+        codes = _encode(tables.events, _CODED["events"], customers)
+        if event_types is None:
+            event_types = _default_types(tables.events, codes["event"], cutoff)
+        columns.update(event_features(tables.events, codes, cutoff, event_types))
+        if "product_view" in event_types:
+            columns["product_views_since_purchase"] = views_since_last_purchase(
+                tables.events, codes, cutoff, columns["recency_days"]
             )
+        del codes
     if tables.customers is not None:
-        customers = _encoded(tables.customers, customer_ids.get_indexer(tables.customers[ID]))
-        result = result.join(profile_features(customers, cutoff), on=ID, how="left")
-    frame = result.sort(ID).collect().to_pandas()
-    frame[ID] = customer_ids[frame[ID].to_numpy()]
-    return _finish_types(frame)
+        codes = _encode(tables.customers, _CODED["customers"], customers)
+        columns.update(profile_features(tables.customers, codes, cutoff))
+    return _frame(columns, present, customers)
 
 
-def _encoded(table: pd.DataFrame, codes: np.ndarray) -> pl.DataFrame:
-    """The table with customer_id replaced by integer codes, rows of unknown customers dropped.
+def _encode(
+    frame: pd.DataFrame, wanted: dict[str, bool], customers: pa.Array | None = None
+) -> dict[str, Codes]:
+    """A table's string columns that the features group by, as integer codes.
 
-    Integer keys make every group-by a cheap one; codes follow the sorted customer ids, so
-    sorting by code sorts by id.
+    Hashing strings is the costliest step and each column is independent, so large tables
+    hash two columns at a time (Arrow releases the GIL). Customer ids become codes into
+    `customers` (the transactions' sorted ids) when given: one code, one customer, in
+    every table, and sorting by code sorts by id.
     """
-    frame = pl.from_pandas(table.drop(columns=ID)).with_columns(
-        pl.Series(ID, codes, dtype=pl.Int64)
-    )
-    return frame.filter(pl.col(ID) >= 0).with_columns(pl.col(ID).cast(pl.UInt32))
+    present = {column: in_order for column, in_order in wanted.items() if column in frame}
+    if len(frame) < _PARALLEL_ROWS:
+        codes = {c: factorize(frame[c], sort=in_order) for c, in_order in present.items()}
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = {c: pool.submit(factorize, frame[c], sort=s) for c, s in present.items()}
+            codes = {column: job.result() for column, job in jobs.items()}
+    if customers is not None:
+        codes[ID] = recode(codes[ID], customers)
+    # Arrow's allocator keeps the freed hash tables for reuse (~40 bytes a row); hand them
+    # back before the numeric work rather than carry them through the peak.
+    pa.default_memory_pool().release_unused()
+    return codes
+
+
+def _default_types(events: pd.DataFrame, names: Codes, as_of: datetime) -> list[str]:
+    """`default_event_types` from already coded event names."""
+    seen = names_before(names, timestamps_us(events["ts"]), micros(as_of))
+    return sorted(set(KNOWN_EVENTS) | set(seen))
+
+
+def _frame(columns: Columns, present: np.ndarray, customers: pa.Array) -> pd.DataFrame:
+    """The rows of the customers present, in code (so id) order, with the final dtypes.
+
+    The arrays become the frame's columns as they are (no consolidating copy): with every
+    customer present, the features are never copied at all.
+    """
+    rows = None if present.all() else np.flatnonzero(present)
+    data = {ID: labels(customers, np.arange(len(customers)) if rows is None else rows)}
+    for name in list(columns):
+        values = columns.pop(name)  # dropped as soon as its rows are taken
+        data[name] = values if rows is None else values[rows]
+    return _finish_types(pd.DataFrame(data, copy=False))
 
 
 def _finish_types(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-import polars as pl
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
-from features.rfm import ID, days_before
+from features.rfm import (
+    ID,
+    Codes,
+    Columns,
+    days_before,
+    factorize,
+    group_min,
+    group_sum,
+    micros,
+    ratio,
+    rows_before,
+    take,
+    timestamps_us,
+    trend,
+)
 from features.schema import SURVEY_RANGES
 
 EVENT_WINDOWS_DAYS = (30, 90)
@@ -19,94 +35,133 @@ def event_slug(event: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", event.strip().lower()).strip("_") or "unnamed"
 
 
-def event_types_before(events: pl.DataFrame, as_of: datetime) -> list[str]:
+def event_types_before(events: pd.DataFrame, as_of: datetime) -> list[str]:
     """The event names seen before `as_of`, sorted; later rows must not add columns."""
-    names = events.lazy().filter(pl.col("ts") < as_of).select(pl.col("event").unique()).collect()
-    return sorted(names["event"].drop_nulls().to_list())
+    return names_before(factorize(events["event"]), timestamps_us(events["ts"]), micros(as_of))
+
+
+def names_before(event: Codes, ts_us: np.ndarray, as_of_us: int) -> list[str]:
+    """The sorted names of the coded rows with a time before `as_of`."""
+    codes = event.codes[(ts_us < as_of_us) & (event.codes >= 0)]
+    seen = np.bincount(codes, minlength=len(event)) > 0
+    return sorted(event.names.filter(pa.array(seen)).to_pylist())
+
+
+def _type_codes(event: Codes, event_types: Sequence[str]) -> np.ndarray:
+    """Each row's position in `event_types`, -1 for other names (one lookup per name)."""
+    position = {name: i for i, name in enumerate(event_types)}
+    mapping = [position.get(name, -1) for name in event.names.to_pylist()]
+    return np.array([*mapping, -1], dtype=np.int32)[event.codes]
+
+
+def _last_value(key: np.ndarray, ts: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
+    """Per key the value of the latest row; same-instant rows are ordered by value.
+
+    Missing values sort before any value, so a later missing score reads as missing.
+    """
+    known = ~np.isnan(value)
+    order = np.lexsort((np.where(known, value, 0.0), known, ts, key))
+    key, value = key[order], value[order]
+    last = np.flatnonzero(np.r_[key[1:] != key[:-1], True]) if key.size else key
+    out = np.full(n, np.nan)
+    out[key[last]] = value[last]
+    return out
 
 
 def event_features(
-    events: pl.DataFrame, as_of: datetime, event_types: Sequence[str]
-) -> pl.LazyFrame:
+    events: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime, event_types: Sequence[str]
+) -> Columns:
     """Per-customer engagement from events with ts < as_of, one column set per event type.
 
     Every type in `event_types` gets its columns even if no customer has it (counts 0), so
     the columns depend only on `event_types`; rows of other types are ignored except in
     `days_since_last_event`.
 
+    Args:
+        events: the validated events table.
+        codes: its customer_id (rows with -1 are left out; the names are the customers, one
+            per code) and event columns as integer codes.
+        as_of: the cutoff.
+        event_types: the event names that get columns.
+
+    Returns:
+        One value per customer code for each output column.
+
     Output columns, for each event type E (its slug):
         E_total, E_30d, E_90d: events of that type ever, in the last 30 and 90 days.
-        days_since_E: days since the latest one (null if never).
+        days_since_E: days since the latest one (NaN if never).
         E_last, E_mean: latest and mean `value`, for the survey types nps, csat and ces.
     And:
         days_since_last_event: days since any event.
         sessions_trend_30d: sessions in the last 30 days against the 30 before, in [-1, 1].
         unresolved_tickets: support tickets not matched by a ticket_resolved (>= 0).
+
+    Raises:
+        ValueError: two event types share a column name.
     """
-    rows = events.lazy().filter(pl.col("ts") < as_of).with_columns(age=days_before(as_of))
-    per_type = (
-        rows.filter(pl.col("event").is_in(list(event_types)))
-        .group_by(ID, "event")
-        .agg(
-            total=pl.len(),
-            **{f"n{w}": (pl.col("age") < w).sum() for w in EVENT_WINDOWS_DAYS},
-            n_prev30=((pl.col("age") >= 30) & (pl.col("age") < 60)).sum(),
-            since=pl.col("age").min(),
-            # Same-instant surveys are ordered by value so the result never depends on row order.
-            value_last=pl.col("value").sort_by(["ts", "value"]).last(),
-            value_mean=pl.col("value").mean(),
-        )
-    )
-    aggs: list[pl.Expr] = []
-    for event in event_types:
-        slug = event_slug(event)
-        this = pl.col("event") == event
-        aggs.append(pl.col("total").filter(this).sum().cast(pl.Float64).alias(f"{slug}_total"))
+    slugs = [event_slug(e) for e in event_types]
+    if len(set(slugs)) < len(slugs):
+        raise ValueError(f"event types with the same column name: {sorted(event_types)}")
+    n = len(codes[ID])
+    as_of_us = micros(as_of)
+    ts = timestamps_us(events["ts"])
+    rows = rows_before(ts, codes[ID].codes, as_of_us)
+    ts, who = take(ts, rows), take(codes[ID].codes, rows)
+    age = days_before(as_of_us, ts)
+    columns: Columns = {"days_since_last_event": _nan_if_inf(group_min(who, n, age, np.inf))}
+    kind = take(_type_codes(codes["event"], event_types), rows)
+    value = take(events["value"].to_numpy(dtype=np.float64), rows) if "value" in events else None
+    for i, (event, slug) in enumerate(zip(event_types, slugs, strict=True)):
+        # One event type at a time: its per-customer arrays stay small enough for the cache.
+        mine = np.flatnonzero(kind == i)
+        whom, since = who[mine], age[mine]
+        columns[f"{slug}_total"] = group_sum(whom, n)
         for w in EVENT_WINDOWS_DAYS:
-            aggs.append(pl.col(f"n{w}").filter(this).sum().cast(pl.Float64).alias(f"{slug}_{w}d"))
-        aggs.append(pl.col("since").filter(this).min().alias(f"days_since_{slug}"))
+            columns[f"{slug}_{w}d"] = group_sum(whom[since < w], n)
+        columns[f"days_since_{slug}"] = _nan_if_inf(group_min(whom, n, since, np.inf))
         if event in SURVEY_RANGES:
-            aggs.append(pl.col("value_last").filter(this).first().alias(f"{slug}_last"))
-            aggs.append(pl.col("value_mean").filter(this).first().alias(f"{slug}_mean"))
+            score = value[mine] if value is not None else np.full(mine.size, np.nan)
+            scored = ~np.isnan(score)
+            columns[f"{slug}_last"] = _last_value(whom, ts[mine], score, n)
+            count = group_sum(whom[scored], n)
+            total = group_sum(whom[scored], n, score[scored])
+            columns[f"{slug}_mean"] = ratio(total, count, count > 0)
         if event == "session":
-            aggs.append(pl.col("n_prev30").filter(this).sum().cast(pl.Float64).alias("_prev30"))
-    wide = per_type.group_by(ID).agg(aggs)
+            previous = group_sum(whom[(since >= 30) & (since < 60)], n)
+            sessions_trend = trend(columns[f"{slug}_30d"], previous)
     if "session" in event_types:
-        recent, previous = pl.col("session_30d"), pl.col("_prev30")
-        wide = wide.with_columns(
-            sessions_trend_30d=pl.when(recent + previous > 0).then(
-                (recent - previous) / (recent + previous)
-            )
-        ).drop("_prev30")
+        columns["sessions_trend_30d"] = sessions_trend
     if "support_ticket" in event_types and "ticket_resolved" in event_types:
-        wide = wide.with_columns(
-            unresolved_tickets=(pl.col("support_ticket_total") - pl.col("ticket_resolved_total"))
-            .clip(lower_bound=0)
-            .cast(pl.Float64)
-        )
-    last_any = rows.group_by(ID).agg(days_since_last_event=pl.col("age").min())
-    return last_any.join(wide, on=ID, how="left")
+        tickets = columns[f"{event_slug('support_ticket')}_total"]
+        resolved = columns[f"{event_slug('ticket_resolved')}_total"]
+        columns["unresolved_tickets"] = np.clip(tickets - resolved, 0.0, None)
+    return columns
 
 
 def views_since_last_purchase(
-    events: pl.DataFrame, as_of: datetime, recency: pl.LazyFrame
-) -> pl.LazyFrame:
+    events: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime, recency: np.ndarray
+) -> np.ndarray:
     """Product views after the customer's latest purchase: the "viewed but did not buy" trigger.
 
     Args:
         events: the events table.
+        codes: its customer_id and event columns as integer codes (see `event_features`).
         as_of: the cutoff; only events before it count.
-        recency: customer_id and recency_days (days since the latest purchase).
+        recency: days since each customer code's latest purchase (NaN: none).
 
     Returns:
-        customer_id and product_views_since_purchase, for customers with such views.
+        product_views_since_purchase, one value per customer code.
     """
-    views = (
-        events.lazy()
-        .filter((pl.col("ts") < as_of) & (pl.col("event") == "product_view"))
-        .with_columns(age=days_before(as_of))
-        .join(recency.select(ID, "recency_days"), on=ID, how="inner")
+    as_of_us = micros(as_of)
+    ts = timestamps_us(events["ts"])
+    who = codes[ID].codes
+    views = np.flatnonzero(
+        (_type_codes(codes["event"], ["product_view"]) == 0) & (ts < as_of_us) & (who >= 0)
     )
-    return views.group_by(ID).agg(
-        product_views_since_purchase=(pl.col("age") < pl.col("recency_days")).sum().cast(pl.Float64)
-    )
+    who = who[views]
+    return group_sum(who[days_before(as_of_us, ts[views]) < recency[who]], len(codes[ID]))
+
+
+def _nan_if_inf(values: np.ndarray) -> np.ndarray:
+    values[np.isinf(values)] = np.nan
+    return values

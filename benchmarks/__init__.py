@@ -1,0 +1,1 @@
+"""Benchmark scripts: speed, memory and accuracy figures measured against references."""
