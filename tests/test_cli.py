@@ -136,7 +136,7 @@ def test_demo_trains_a_champion_and_backtest_compares_baselines(tmp_path: Path) 
         env=env,
     )
     assert plan.returncode == 0, plan.stderr
-    assert pd.read_parquet(tmp_path / "plan.parquet")["cost"].sum() <= 30
+    assert pd.read_parquet(tmp_path / "plan.parquet")["cost"].sum() <= 30 + 1e-9
 
     backtest = vafa(
         "backtest",
