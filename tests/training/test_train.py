@@ -218,10 +218,11 @@ def test_tracking_against_a_real_mlflow_server(trained: TrainResult, tmp_path) -
             "1",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("w"),
     )
     try:
-        deadline = time.monotonic() + 90
+        # MLflow's server starts slowly on a busy 2-core machine: allow minutes, not seconds.
+        deadline = time.monotonic() + 300
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
@@ -229,7 +230,7 @@ def test_tracking_against_a_real_mlflow_server(trained: TrainResult, tmp_path) -
                         break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise
+                    raise AssertionError((tmp_path / "server.log").read_text()[-2000:]) from None
                 time.sleep(0.5)
         configure_tracking(f"http://127.0.0.1:{port}")
         registered = log_training_run(trained, OPTIONS, fingerprint="f", data_dir="d", plots={})
