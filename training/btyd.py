@@ -136,6 +136,21 @@ class _Fitted(BaseEstimator):
         """Fitted parameters by name."""
         return dict(zip(self._param_names, self._check_fitted(), strict=True))
 
+    def _prepare(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> tuple[list[FloatArray], FloatArray, float]:
+        """Checked inputs in units of the mean age, compressed to distinct rows with weights.
+
+        Working in units of the mean age starts the rate parameters near 1 whatever the unit.
+        """
+        self._check_penalizer()
+        x, t_x, age = _rfm(frequency, recency, T)
+        if x.size == 0:
+            raise ValueError("cannot fit on zero customers")
+        scale = float(age.mean()) if age.mean() > 0 else 1.0
+        columns, weights = _compress(x, t_x / scale, age / scale)
+        return columns, weights, scale
+
     def _check_penalizer(self) -> None:
         if not self.penalizer >= 0:
             raise ValueError(f"penalizer must be >= 0, got {self.penalizer}")
@@ -210,13 +225,7 @@ class BetaGeo(_Fitted):
         Returns:
             The fitted model.
         """
-        self._check_penalizer()
-        x, t_x, age = _rfm(frequency, recency, T)
-        if x.size == 0:
-            raise ValueError("cannot fit on zero customers")
-        # Work in units of the mean age so that alpha starts near 1 whatever the time unit.
-        scale = float(age.mean()) if age.mean() > 0 else 1.0
-        (ux, ut_x, uT), w = _compress(x, t_x / scale, age / scale)
+        (ux, ut_x, uT), w, scale = self._prepare(frequency, recency, T)
         total = w.sum()
 
         def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
@@ -520,12 +529,7 @@ class ParetoNBD(_Fitted):
         Returns:
             The fitted model.
         """
-        self._check_penalizer()
-        x, t_x, age = _rfm(frequency, recency, T)
-        if x.size == 0:
-            raise ValueError("cannot fit on zero customers")
-        scale = float(age.mean()) if age.mean() > 0 else 1.0
-        (ux, ut_x, uT), w = _compress(x, t_x / scale, age / scale)
+        (ux, ut_x, uT), w, scale = self._prepare(frequency, recency, T)
         ends = _Ends.of(ux, ut_x, uT)
         objective = _numeric_gradient(lambda p: self._loglik(p, ux, uT, ends), w)
         result = _maximise(_with_penalty(objective, self.penalizer), np.zeros(4), "Pareto/NBD")
