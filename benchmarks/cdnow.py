@@ -14,8 +14,10 @@ fields:
 3. number of CDs bought: integer >= 1;
 4. dollar value of the purchase: decimal >= 0 (80 rows are 0.00).
 
-A customer can have several rows on one day (1,774 customer-days do). The file has no order
-number, no refund, no margin and no profile or engagement data.
+A customer can have several rows on one day (1,774 customer-days do), and 255 rows repeat an
+earlier line exactly (all four fields): they are kept, as Vafa keeps duplicates, and validation
+reports them as a warning. The file has no order number, no refund, no margin and no profile or
+engagement data.
 
 Mapping to the contract's `transactions` (the only table written): `customer_id` is the id as
 written (leading zeros kept), `ts` the date at midnight UTC, `amount` the dollar value. With
@@ -25,14 +27,21 @@ count repeat purchase days; `--orders row` writes no `order_id`, so every row is
 CD count has no contract column and is dropped; without a margin column the configured margin
 rate applies.
 
-Usage: `.venv/bin/python benchmarks/cdnow.py --out /tmp/cdnow [--format csv] [--orders row]`
+Usage: `.venv/bin/python benchmarks/cdnow.py --out /tmp/cdnow [--format csv] [--orders row]` (or
+`-m benchmarks.cdnow` from the repository root)
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
+
+if not __package__:
+    # Run as a script, this folder is sys.path[0], where benchmarks/features.py and training.py
+    # would shadow the packages of those names: import from the repository root instead.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import pandas as pd
 

@@ -311,6 +311,11 @@ def print_table(rows: list[Row]) -> None:
     )
     if not all(bool(f["peak_reset"]) for row in rows for f in row.figures.values()):
         print("note: the peak could not be reset after loading; peaks include the load")
+    print("ratios within each round (the kinds ran back to back, so under the same load):")
+    for row in rows:
+        rounds = zip(*(_seconds(row.figures[kind]) for kind in KINDS), strict=True)
+        pairs = [f"{build / duck:.2f} / {rfm / duck:.2f}" for build, rfm, duck in rounds]
+        print(f"  {row.size:>10,}  build/duck / rfm/duck: {', '.join(pairs)}")
 
 
 def check_duckdb(n: int) -> None:

@@ -1,6 +1,7 @@
 """Wall time and peak memory of `vafa train` on generated data, beside its feature-building time.
 
-Usage: `.venv/bin/python benchmarks/training.py [--customers 100000] [--trials N] [--seed 0]`
+Usage: `.venv/bin/python benchmarks/training.py [--customers 100000] [--trials N] [--seed 0]` (or
+`-m benchmarks.training` from the repository root)
 
 The data is generated in-process and written to a temporary folder; `vafa train` then runs in a
 subprocess (the code of this checkout, default budget unless `--trials` is given) against a
@@ -14,8 +15,6 @@ temporary MLflow store, so the repository's `mlflow/` is never written. Figures 
 Timings depend on what else the machine runs; compare figures from the same run, not across runs.
 """
 
-# Run as a script, this folder is sys.path[0], where this module shadows the `training` package:
-# it must not import `training` (the subprocess runs from the repository root and is unaffected).
 from __future__ import annotations
 
 import argparse
@@ -29,6 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if not __package__:
+    # Run as a script, this folder is sys.path[0], where this module and benchmarks/features.py
+    # would shadow the `training` and `features` packages: import from the repository root.
+    sys.path[0] = str(REPO)
 LOADED = re.compile(r"loading \S+ done in ([\d.]+) s")
 STEP_METRICS = ("features_seconds", "churn_seconds", "spend_seconds")
 ROW_METRICS = ("rows_churn_train", "rows_churn_valid", "rows_spend_train", "rows_spend_valid")

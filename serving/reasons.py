@@ -2,101 +2,176 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-Row = dict[str, float | str | None]
+Texts = npt.NDArray[np.object_]
 
 
-def _num(row: Row, key: str) -> float:
-    value = row.get(key)
-    if value is None or isinstance(value, str):
-        return math.nan
-    return float(value)
+class _Rows:
+    """The columns sentences read, for some rows of a frame; sentences are built per column."""
 
+    def __init__(self, frame: pd.DataFrame, rows: np.ndarray) -> None:
+        self.frame = frame
+        self.rows = rows
+        self.n = len(rows)
 
-def _count(value: float, one: str, many: str | None = None) -> str:
-    n = 0 if math.isnan(value) else round(value)
-    plural = many or one + "s"
-    return f"no {plural}" if n == 0 else f"{n} {one if n == 1 else plural}"
+    def number(self, name: str) -> np.ndarray:
+        """The column as floats; NaN where it is missing, or for a column of text."""
+        if name not in self.frame.columns:
+            return np.full(self.n, np.nan)
+        column = self.frame[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):
+            return np.full(self.n, np.nan)
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
 
-
-def _messages(row: Row) -> str:
-    kinds = ("email_open_90d", "email_click_90d", "sms_click_90d", "push_open_90d")
-    replies = sum(v for k in kinds if not math.isnan(v := _num(row, k)))
-    return f"{_count(replies, 'reply', 'replies')} to messages in the last 90 days"
-
-
-def _event(name: str) -> Callable[[Row], str]:
-    def sentence(row: Row) -> str:
-        days = _num(row, f"days_since_{name}")
-        label = name.replace("_", " ")
-        return f"no {label} recorded" if math.isnan(days) else f"last {label} {days:.0f} days ago"
-
-    return sentence
-
-
-def _recency(row: Row) -> str:
-    days, ratio = _num(row, "recency_days"), _num(row, "overdue_ratio")
-    text = f"no purchase for {days:.0f} days"
-    if ratio >= 1.5:
-        text += (
-            f", about {ratio:.0f}x their usual gap"
-            if ratio >= 2.5
-            else f", {ratio:.1f}x their usual gap"
+    def shown(self, name: str, spec: str = "") -> Texts:
+        """`f"{value}"` of each value (`spec` for floats); `None` where the frame lacks it."""
+        if name not in self.frame.columns:
+            return np.full(self.n, "None", dtype=object)
+        column = self.frame[name]
+        if pd.api.types.is_float_dtype(column.dtype):
+            return _format(column.to_numpy(dtype=np.float64)[self.rows], spec)
+        codes, uniques = pd.factorize(
+            column.to_numpy(dtype=object)[self.rows], use_na_sentinel=False
         )
-    return text
+        labels = [format(v, spec) if isinstance(v, float) else str(v) for v in uniques]
+        return _texts(labels)[codes]
 
 
-def _activity(row: Row) -> str:
-    days = _num(row, "days_since_last_event")
-    session = _num(row, "days_since_session")
-    if not math.isnan(session):
-        return f"no visit for {session:.0f} days"
-    if math.isnan(days):
-        return "no activity recorded"
-    return f"no activity for {days:.0f} days"
+def _texts(labels: list[str]) -> Texts:
+    out = np.empty(len(labels), dtype=object)
+    out[:] = labels
+    return out
 
 
-def _sessions(row: Row) -> str:
-    recent, trend = _num(row, "session_30d"), _num(row, "sessions_trend_30d")
-    if not math.isnan(trend) and trend < 0:
-        return f"visits falling: {_count(recent, 'session')} in the last 30 days, fewer than before"
-    return f"{_count(recent, 'session')} in the last 30 days"
+def _format(values: np.ndarray, spec: str) -> Texts:
+    """`format(value, spec)` of every value, each distinct value formatted once."""
+    values = np.asarray(values, dtype=np.float64)
+    if spec.endswith(".0f"):
+        # The same text (both round half to even on the exact binary value) from far fewer
+        # distinct values.
+        values = np.rint(values)
+    # Distinct bit patterns, not values: -0.0 and 0.0 print differently.
+    codes, uniques = pd.factorize(values.view(np.int64))
+    return _texts([format(v, spec) for v in uniques.view(np.float64).tolist()])[codes]
 
 
-def _tickets(row: Row) -> str:
-    open_ = _num(row, "unresolved_tickets")
-    if open_ >= 1:
-        return f"{_count(open_, 'unresolved support ticket')}"
-    return f"{_count(_num(row, 'support_ticket_90d'), 'support ticket')} in the last 90 days"
+def _count(values: np.ndarray, one: str, many: str | None = None) -> Texts:
+    """A count (NaN counts as none) with its noun: `no orders`, `1 order`, `3 orders`."""
+    plural = many or one + "s"
+    counts = np.where(np.isnan(values), 0.0, np.rint(values))
+    codes, uniques = pd.factorize(counts)
+    labels = []
+    for value in uniques.tolist():
+        n = int(value)
+        labels.append(f"no {plural}" if n == 0 else f"{n} {one if n == 1 else plural}")
+    return _texts(labels)[codes]
 
 
-def _survey(name: str, scale: str, bad: float) -> Callable[[Row], str]:
-    def sentence(row: Row) -> str:
-        last = _num(row, f"{name}_last")
-        if math.isnan(last):
-            return f"no {name.upper()} answer"
-        label = " (detractor)" if name == "nps" and last <= bad else ""
-        return f"last {name.upper()} {last:.0f}{scale}{label}"
+def _fixed(rows: _Rows, text: str) -> Texts:
+    return np.full(rows.n, text, dtype=object)
+
+
+def _messages(rows: _Rows) -> Texts:
+    replies = np.zeros(rows.n)
+    for kind in ("email_open_90d", "email_click_90d", "sms_click_90d", "push_open_90d"):
+        value = rows.number(kind)
+        replies += np.where(np.isnan(value), 0.0, value)
+    return _count(replies, "reply", "replies") + " to messages in the last 90 days"
+
+
+def _event(name: str) -> Callable[[_Rows], Texts]:
+    def sentence(rows: _Rows) -> Texts:
+        days = rows.number(f"days_since_{name}")
+        label = name.replace("_", " ")
+        out = _fixed(rows, f"no {label} recorded")
+        seen = ~np.isnan(days)
+        out[seen] = f"last {label} " + _format(days[seen], ".0f") + " days ago"
+        return out
 
     return sentence
 
 
-def _orders(row: Row) -> str:
-    recent, trend = _num(row, "orders_90d"), _num(row, "orders_trend_90d")
-    if not math.isnan(trend) and trend < 0:
-        return f"fewer orders lately: {_count(recent, 'order')} in the last 90 days"
-    return f"{_count(_num(row, 'n_orders'), 'order')} so far"
+def _recency(rows: _Rows) -> Texts:
+    days, ratio = rows.number("recency_days"), rows.number("overdue_ratio")
+    out = "no purchase for " + _format(days, ".0f") + " days"
+    with np.errstate(invalid="ignore"):
+        about = ratio >= 2.5
+        some = (ratio >= 1.5) & ~about
+    out[about] += ", about " + _format(ratio[about], ".0f") + "x their usual gap"
+    out[some] += ", " + _format(ratio[some], ".1f") + "x their usual gap"
+    return out
 
 
-FAMILIES: dict[str, tuple[str, Callable[[Row], str]]] = {
-    # family: (regex of its feature columns, sentence)
+def _activity(rows: _Rows) -> Texts:
+    days = rows.number("days_since_last_event")
+    session = rows.number("days_since_session")
+    out = _fixed(rows, "no activity recorded")
+    active = ~np.isnan(days)
+    out[active] = "no activity for " + _format(days[active], ".0f") + " days"
+    visited = ~np.isnan(session)
+    out[visited] = "no visit for " + _format(session[visited], ".0f") + " days"
+    return out
+
+
+def _sessions(rows: _Rows) -> Texts:
+    recent = _count(rows.number("session_30d"), "session")
+    with np.errstate(invalid="ignore"):
+        falling = rows.number("sessions_trend_30d") < 0
+    out = recent + " in the last 30 days"
+    out[falling] = "visits falling: " + recent[falling] + " in the last 30 days, fewer than before"
+    return out
+
+
+def _tickets(rows: _Rows) -> Texts:
+    open_ = rows.number("unresolved_tickets")
+    out = _count(rows.number("support_ticket_90d"), "support ticket") + " in the last 90 days"
+    with np.errstate(invalid="ignore"):
+        unresolved = open_ >= 1
+    out[unresolved] = _count(open_[unresolved], "unresolved support ticket")
+    return out
+
+
+def _survey(name: str, scale: str, bad: float) -> Callable[[_Rows], Texts]:
+    def sentence(rows: _Rows) -> Texts:
+        last = rows.number(f"{name}_last")
+        out = _fixed(rows, f"no {name.upper()} answer")
+        answered = ~np.isnan(last)
+        text = f"last {name.upper()} " + _format(last[answered], ".0f") + scale
+        if name == "nps":
+            text[last[answered] <= bad] += " (detractor)"
+        out[answered] = text
+        return out
+
+    return sentence
+
+
+def _orders(rows: _Rows) -> Texts:
+    with np.errstate(invalid="ignore"):
+        falling = rows.number("orders_trend_90d") < 0
+    out = _count(rows.number("n_orders"), "order") + " so far"
+    out[falling] = (
+        "fewer orders lately: "
+        + _count(rows.number("orders_90d")[falling], "order")
+        + " in the last 90 days"
+    )
+    return out
+
+
+def _content(rows: _Rows) -> Texts:
+    out = _count(rows.number("content_view_90d"), "content view") + " in the last 90 days"
+    out[rows.number("content_view_total") == 0] = "never used the educational content"
+    return out
+
+
+FAMILIES: dict[str, tuple[str, Callable[[_Rows], Texts]]] = {
+    # family: (regex of its feature columns, its sentences for the rows given)
     "recency": (r"recency_days|overdue_ratio|gap_(mean|std)_days|btyd_.*", _recency),
     "activity": (r"days_since_(last_event|session)", _activity),
     "sessions": (r"session_(total|30d|90d)|sessions_trend_30d", _sessions),
@@ -106,38 +181,31 @@ FAMILIES: dict[str, tuple[str, Callable[[Row], str]]] = {
     ),
     "complaints": (
         r"complaint_.*|days_since_complaint",
-        lambda r: f"{_count(_num(r, 'complaint_90d'), 'complaint')} in the last 90 days",
+        lambda r: _count(r.number("complaint_90d"), "complaint") + " in the last 90 days",
     ),
     "nps": (r"nps_.*|days_since_nps", _survey("nps", "", 6)),
     "csat": (r"csat_.*|days_since_csat", _survey("csat", " of 5", 2)),
     "ces": (r"ces_.*|days_since_ces", _survey("ces", " of 7", 2)),
-    "content": (
-        r"content_view_.*|days_since_content_view",
-        lambda r: (
-            "never used the educational content"
-            if _num(r, "content_view_total") == 0
-            else f"{_count(_num(r, 'content_view_90d'), 'content view')} in the last 90 days"
-        ),
-    ),
+    "content": (r"content_view_.*|days_since_content_view", _content),
     "discounts": (
         r"discount_.*",
-        lambda r: f"{_num(r, 'discount_order_share'):.0%} of orders on discount",
+        lambda r: _format(r.number("discount_order_share"), ".0%") + " of orders on discount",
     ),
     "orders": (r"n_orders|n_purchase_days|orders_.*", _orders),
     "spend": (
         r"spend_.*|net_spend|last_order_.*|margin_total",
-        lambda r: f"spent {_num(r, 'spend_90d'):,.0f} in the last 90 days",
+        lambda r: "spent " + _format(r.number("spend_90d"), ",.0f") + " in the last 90 days",
     ),
     "tenure": (
         r"tenure_days|signup_days",
-        lambda r: f"customer for {_num(r, 'tenure_days'):.0f} days",
+        lambda r: "customer for " + _format(r.number("tenure_days"), ".0f") + " days",
     ),
-    "refunds": (r"refund_.*", lambda r: f"{_count(_num(r, 'refund_count'), 'refund')}"),
+    "refunds": (r"refund_.*", lambda r: _count(r.number("refund_count"), "refund")),
     "payments": (
         r"payment_late_.*|days_since_payment_late",
-        lambda r: f"{_count(_num(r, 'payment_late_total'), 'late payment')}",
+        lambda r: _count(r.number("payment_late_total"), "late payment"),
     ),
-    "channel": (r"dominant_channel.*", lambda r: f"buys mostly via {r.get('dominant_channel')}"),
+    "channel": (r"dominant_channel.*", lambda r: "buys mostly via " + r.shown("dominant_channel")),
     "messages": (
         r"(email_open|email_click|sms_click|push_open)_.*|days_since_(email_open|email_click|sms_click|push_open)",
         _messages,
@@ -145,7 +213,7 @@ FAMILIES: dict[str, tuple[str, Callable[[Row], str]]] = {
     "views": (
         r"product_view.*|days_since_product_view",
         lambda r: (
-            _count(_num(r, "product_views_since_purchase"), "product view")
+            _count(r.number("product_views_since_purchase"), "product view")
             + " since the last purchase"
         ),
     ),
@@ -181,6 +249,48 @@ class ReasonModel:
         """Per-row contributions summed by family (rows x families), from rows x columns."""
         return contributions[:, : len(self.columns)] @ self.indicator
 
+    def top_families(self, contributions: np.ndarray, k: int = 3) -> np.ndarray:
+        """Per row, the codes of its k largest risk-raising families, largest first (rows x k).
+
+        -1 fills the places of a row with fewer than k risk-raising families; of two equal
+        contributions the family listed first comes first.
+        """
+        by_family = self.family_contributions(contributions)
+        order = np.argsort(-by_family, axis=1, kind="stable")[:, :k]
+        raising = np.take_along_axis(by_family, order, axis=1) > 0
+        return np.where(raising, order, -1)
+
+    def texts(
+        self,
+        contributions: np.ndarray,
+        frame: pd.DataFrame,
+        k: int = 3,
+        rows: np.ndarray | None = None,
+    ) -> Texts:
+        """The reason text per row: its top families' sentences (`top_families`), "; "-joined.
+
+        Each family's sentences are built at once for all the rows that chose it.
+
+        Args:
+            contributions: TreeSHAP values (rows x columns + 1), as `pred_contrib` returns them.
+            frame: the feature rows the sentences quote.
+            k: reasons per row, at most.
+            rows: positions in `frame` of the contributions' rows (default: all, in order).
+        """
+        top = self.top_families(contributions, k)
+        positions = np.arange(len(frame)) if rows is None else np.asarray(rows)
+        pieces = np.full(top.shape, "", dtype=object)
+        for code in np.unique(top[top >= 0]).tolist():
+            at_row, at_rank = np.nonzero(top == code)
+            pieces[at_row, at_rank] = _sentences(
+                self.families[code], _Rows(frame, positions[at_row])
+            )
+        out = pieces[:, 0].copy()
+        for rank in range(1, top.shape[1]):
+            more = top[:, rank] >= 0
+            out[more] += "; " + pieces[more, rank]
+        return out
+
     def top_reasons(
         self, contributions: np.ndarray, rows: pd.DataFrame, k: int = 3
     ) -> tuple[list[str], list[list[str]]]:
@@ -189,15 +299,9 @@ class ReasonModel:
         Returns:
             The reason text per row, and the family names behind it (for tests and logs).
         """
-        by_family = self.family_contributions(contributions)
-        order = np.argsort(-by_family, axis=1, kind="stable")[:, :k]
-        records = rows.to_dict("records")
-        texts, names = [], []
-        for i, record in enumerate(records):
-            chosen = [self.families[j] for j in order[i] if by_family[i, j] > 0]
-            names.append(chosen)
-            texts.append("; ".join(_sentence(family, record) for family in chosen))
-        return texts, names
+        top = self.top_families(contributions, k)
+        names = [[self.families[j] for j in row if j >= 0] for row in top.tolist()]
+        return self.texts(contributions, rows, k).tolist(), names
 
 
 def _event_family(column: str) -> str | None:
@@ -206,11 +310,9 @@ def _event_family(column: str) -> str | None:
     return None if found is None else f"event:{found.group(1) or found.group(2)}"
 
 
-def _sentence(family: str, row: Row) -> str:
+def _sentences(family: str, rows: _Rows) -> Texts:
     if family in FAMILIES:
-        return FAMILIES[family][1](row)
+        return FAMILIES[family][1](rows)
     if family.startswith("event:"):
-        return _event(family.removeprefix("event:"))(row)
-    value = row.get(family)
-    shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
-    return f"{family.replace('_', ' ')}: {shown}"
+        return _event(family.removeprefix("event:"))(rows)
+    return f"{family.replace('_', ' ')}: " + rows.shown(family, ",.1f")

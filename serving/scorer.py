@@ -10,7 +10,12 @@ import pandas as pd
 
 from serving.policy import Policy, load_policy, recommend
 from serving.reasons import ReasonModel
-from serving.segments import SegmentThresholds, assign_segments, reference_population
+from serving.segments import (
+    BEHAVIOUR_COLUMNS,
+    SegmentThresholds,
+    assign_segments,
+    reference_population,
+)
 from training.model import ModelBundle, predict
 
 ReasonScope = Literal["actionable", "all", "none"]
@@ -21,6 +26,14 @@ NO_ACTION = "no_action"
 @dataclass
 class Scorer:
     """Scores customers with a model bundle; the nightly batch and the online service call this.
+
+    Reasons are TreeSHAP values of the churn model, by far the costliest part of scoring (per
+    row, hundreds of times a prediction), so by default they are computed only where someone
+    will read them: for customers whose action is a retention effort. The policy's actions
+    that cost nothing and are assumed to change nothing (`no_action`, and in the default
+    policy the regular `newsletter` of low-risk customers) get none: nobody reads the reasons
+    behind a newsletter. `score(..., reasons="all")` gives everyone reasons, and `explain`
+    computes them on demand for the customers someone opens.
 
     Attributes:
         bundle: the champion's bundle (models, calibration, feature spec, windows).
@@ -36,6 +49,7 @@ class Scorer:
     reasons_per_customer: int = 3
     _reason_model: ReasonModel = field(init=False, repr=False)
     _thresholds: SegmentThresholds | None = field(init=False, repr=False)
+    _unread_actions: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
@@ -43,6 +57,11 @@ class Scorer:
             self.policy = load_policy()
         stored = self.bundle.config.get("segments")
         self._thresholds = SegmentThresholds.from_dict(stored) if stored else None
+        self._unread_actions = [
+            name
+            for name, action in self.policy.actions.items()
+            if action.cost == 0 and action.success_rate == 0
+        ]
 
     @classmethod
     def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
@@ -60,8 +79,9 @@ class Scorer:
         Args:
             features: feature rows as of `as_of`.
             as_of: the date the features are as of.
-            reasons: whose reasons to compute: customers who get an action (TreeSHAP is the
-                costly part, so only where someone will read it), everyone, or nobody.
+            reasons: whose reasons to compute: customers whose action is a retention effort
+                (TreeSHAP is the costly part, so only where someone will read them; see the
+                class docstring), everyone, or nobody.
 
         Returns:
             One row per customer: the contract's score columns plus the CRM extras.
@@ -92,21 +112,21 @@ class Scorer:
         )
         scores["expected_next_order"] = _expected_next_order(features, as_of)
         scores = self._segment_and_act(features, scores)
-        scores["reasons"] = ""
+        text = np.full(len(scores), "", dtype=object)
         if reasons != "none":
             chosen = (
-                np.ones(len(scores), bool)
+                np.arange(len(scores))
                 if reasons == "all"
-                else (scores["recommended_action"] != NO_ACTION).to_numpy()
+                else np.flatnonzero(~scores["recommended_action"].isin(self._unread_actions))
             )
-            if chosen.any():
+            if chosen.size:
                 contributions = predict(
-                    bundle.churn, matrix[chosen], self.num_threads, pred_contrib=True
+                    bundle.churn, matrix.iloc[chosen], self.num_threads, pred_contrib=True
                 )
-                texts, _ = self._reason_model.top_reasons(
-                    contributions, frame.loc[chosen], self.reasons_per_customer
+                text[chosen] = self._reason_model.texts(
+                    contributions, frame, self.reasons_per_customer, rows=chosen
                 )
-                scores.loc[chosen, "reasons"] = texts
+        scores["reasons"] = pd.array(text, dtype="str")
         scores["model_version"] = self.version
         scores["churn_window_days"] = int(bundle.config["churn_window_days"])
         scores["horizon_days"] = int(bundle.config["horizon_days"])
@@ -127,7 +147,13 @@ class Scorer:
         bundle without them falls back to this batch's own quantiles.
         """
         assert self.policy is not None
-        scored = pd.concat([features.drop(columns=["customer_id"]), scores], axis=1)
+        # Only the feature columns segments and policy read: copying the hundred others into
+        # the scored frame costs more than segmenting.
+        wanted = [*self.policy.columns(), *BEHAVIOUR_COLUMNS, "segment", "customer_type"]
+        if self._thresholds is not None:
+            wanted += [self._thresholds.value_column, self._thresholds.risk_column]
+        read = [c for c in dict.fromkeys(wanted) if c in features.columns and c not in scores]
+        scored = pd.concat([features[read], scores], axis=1)
         window = int(self.bundle.config["churn_window_days"])
         thresholds = self._thresholds or SegmentThresholds.fit(
             reference_population(scored, window), churn_window_days=window

@@ -119,3 +119,97 @@ def test_reasons_only_where_someone_reads_them(bundle: ModelBundle) -> None:
     scores = Scorer(bundle, "7").score(customers(), pd.Timestamp("2026-01-01"), reasons="none")
     assert scores["reasons"].eq("").all()
     assert scores["expected_next_order"].iloc[0] == pd.Timestamp("2025-10-09")  # 124 days ago + 40
+
+
+def test_no_reasons_behind_a_newsletter(bundle: ModelBundle) -> None:
+    scorer = Scorer(bundle, "7")
+    scores = scorer.score(customers(), pd.Timestamp("2026-01-01"))
+    quiet = scores["recommended_action"].isin(["newsletter", "no_action"])
+    assert quiet.any() and not quiet.all()
+    assert scores.loc[quiet, "reasons"].eq("").all()
+    assert scores.loc[~quiet, "reasons"].ne("").all()
+    everyone = scorer.score(customers(), pd.Timestamp("2026-01-01"), reasons="all")
+    assert everyone["reasons"].ne("").all()
+    assert everyone.loc[~quiet, "reasons"].tolist() == scores.loc[~quiet, "reasons"].tolist()
+
+
+SENTENCE_COLUMNS = [
+    "recency_days",
+    "overdue_ratio",
+    "days_since_session",
+    "days_since_last_event",
+    "nps_last",
+    "session_30d",
+    "sessions_trend_30d",
+    "wishlist_add_total",
+    "days_since_wishlist_add",
+    "n_categories",
+    "dominant_channel",
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "expected"),
+    [
+        (
+            "recency_days",
+            {"recency_days": 124.0, "overdue_ratio": 3.1},
+            "no purchase for 124 days, about 3x their usual gap",
+        ),
+        (
+            "recency_days",
+            {"recency_days": 10.0, "overdue_ratio": 1.75},
+            "no purchase for 10 days, 1.8x their usual gap",
+        ),
+        ("recency_days", {"recency_days": 10.5}, "no purchase for 10 days"),  # half to even
+        ("days_since_last_event", {"days_since_last_event": 12.0}, "no activity for 12 days"),
+        (
+            "days_since_last_event",
+            {"days_since_session": 3.0, "days_since_last_event": 1.0},
+            "no visit for 3 days",
+        ),
+        ("days_since_last_event", {}, "no activity recorded"),
+        ("nps_last", {"nps_last": 6.0}, "last NPS 6 (detractor)"),
+        ("nps_last", {"nps_last": 7.0}, "last NPS 7"),
+        ("nps_last", {}, "no NPS answer"),
+        (
+            "session_30d",
+            {"session_30d": 1.0, "sessions_trend_30d": -0.5},
+            "visits falling: 1 session in the last 30 days, fewer than before",
+        ),
+        ("session_30d", {"session_30d": 2.0}, "2 sessions in the last 30 days"),
+        ("session_30d", {}, "no sessions in the last 30 days"),
+        ("wishlist_add_total", {"days_since_wishlist_add": 4.0}, "last wishlist add 4 days ago"),
+        ("wishlist_add_total", {}, "no wishlist add recorded"),
+        ("n_categories", {"n_categories": 1234.5}, "n categories: 1,234.5"),
+        ("dominant_channel", {"dominant_channel": "app"}, "buys mostly via app"),
+        ("dominant_channel", {}, "buys mostly via nan"),
+    ],
+)
+def test_reason_sentences_in_edge_cases(
+    column: str, values: dict[str, float | str], expected: str
+) -> None:
+    model = ReasonModel.for_columns(SENTENCE_COLUMNS)
+    row = {c: np.nan for c in SENTENCE_COLUMNS} | values
+    frame = pd.DataFrame([row]).astype({"dominant_channel": pd.CategoricalDtype(["app", "web"])})
+    contributions = np.zeros((1, len(SENTENCE_COLUMNS) + 1))
+    contributions[0, SENTENCE_COLUMNS.index(column)] = 1.0
+    texts, families = model.top_reasons(contributions, frame)
+    assert texts == [expected]
+    assert len(families[0]) == 1
+
+
+def test_reasons_join_the_largest_first_and_skip_what_lowers_risk() -> None:
+    model = ReasonModel.for_columns(SENTENCE_COLUMNS)
+    frame = pd.DataFrame(
+        {c: [np.nan, np.nan] for c in SENTENCE_COLUMNS} | {"recency_days": [30.0, 40.0]}
+    )
+    contributions = np.zeros((2, len(SENTENCE_COLUMNS) + 1))
+    contributions[0, [0, 4, 9]] = [0.5, 0.9, -0.2]  # recency, nps, n_categories
+    contributions[1, 4] = -1.0
+    texts = model.texts(contributions, frame, k=3)
+    assert texts.tolist() == ["no NPS answer; no purchase for 30 days", ""]
+    shifted = model.texts(contributions[[1]], frame, k=3, rows=np.array([1]))
+    assert shifted.tolist() == [""]
+    first = model.texts(contributions[[0]], frame, k=1, rows=np.array([1]))
+    assert first.tolist() == ["no NPS answer"]
