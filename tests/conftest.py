@@ -18,9 +18,10 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 def _isolated_mlflow(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Every test tracks to its own temporary store, never the repository's `mlflow/`."""
+    """Every test tracks and stores scores in its own temporary folder, never the repository."""
     store = tmp_path_factory.mktemp("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.setenv("VAFA_STORE_URL", f"sqlite:///{store / 'scores.db'}")
     return store
 
 

@@ -34,6 +34,8 @@ class Settings:
         margin_rate: gross margin per unit of revenue where the data has no margin column.
         annual_discount_rate: discount rate applied to future margin in CLV (0 = none).
         tracking_uri: MLflow tracking URI; the embedded store under `mlflow/` by default.
+        store_url: SQLAlchemy URL of the scores store the batch writes and `/lookup` reads
+            (`VAFA_STORE_URL`); SQLite under `store/` by default.
         seed: seed for everything random.
     """
 
@@ -42,6 +44,7 @@ class Settings:
     margin_rate: float = 0.3
     annual_discount_rate: float = 0.0
     tracking_uri: str = ""
+    store_url: str = ""
     seed: int = 42
 
     @classmethod
@@ -51,6 +54,7 @@ class Settings:
         store = REPO_ROOT / "mlflow"
         settings = cls(
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store / 'mlflow.db'}",
+            store_url=env.get("VAFA_STORE_URL") or f"sqlite:///{REPO_ROOT / 'store' / 'scores.db'}",
         )
         given = {k: v for k, v in options.items() if v is not None}
         return replace(settings, **given)

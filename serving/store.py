@@ -1,0 +1,236 @@
+"""The scores store: each customer's latest nightly score row, for the online `/lookup`.
+
+The nightly batch upserts into it; the service reads it. One table keyed by `customer_id` holds
+the latest row per customer: the columns a database user filters on (as_of, churn probability,
+CLV, value at risk, segment, action, model version) typed, and the whole score row as JSON, so
+columns the scorer adds later need no migration. A second table records each run.
+
+Any SQLAlchemy URL works (PostgreSQL in production); SQLite is the default and runs in WAL mode
+so the service reads while the batch writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+TABLE = "customer_scores"
+RUNS_TABLE = "score_runs"
+CHUNK_ROWS = 20_000
+
+metadata = sa.MetaData()
+customer_scores = sa.Table(
+    TABLE,
+    metadata,
+    sa.Column("customer_id", sa.String(255), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False, index=True),
+    sa.Column("churn_probability", sa.Float),
+    sa.Column("clv", sa.Float),
+    sa.Column("value_at_risk", sa.Float),
+    sa.Column("segment", sa.String(64)),
+    sa.Column("recommended_action", sa.String(64)),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+score_runs = sa.Table(
+    RUNS_TABLE,
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("customers", sa.Integer, nullable=False),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("written_at", sa.DateTime, nullable=False),
+)
+TYPED = ("churn_probability", "clv", "value_at_risk", "segment", "recommended_action")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or written; the message names the URL without credentials."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Latest score rows of the ids found, and the ids the store has never scored."""
+
+    found: list[dict[str, object]]
+    unknown: list[str]
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for logs and errors."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid URL>"
+
+
+class ScoreStore:
+    """Latest scores per customer in a SQL database."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"scores store {safe_url(url)}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            try:
+                metadata.create_all(self.engine)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(
+                    f"scores store {safe_url(url)} unreachable: {_cause(exc)}"
+                ) from exc
+
+    def ping(self) -> dt.date | None:
+        """Check the store answers; returns the date of the latest run written, if any."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(sa.func.max(score_runs.c.as_of))).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"scores store {safe_url(self.url)} unreachable: {_cause(exc)}"
+            ) from exc
+
+    def upsert(self, scores: pd.DataFrame) -> int:
+        """Write one run's scores in one transaction; returns the rows written.
+
+        A customer's row is replaced only by a run as of the same date or later, so re-running
+        an old date never overwrites a newer score, and re-running a date replaces it exactly.
+        Either every row lands or none does.
+        """
+        if scores.empty:
+            return 0
+        as_of = {pd.Timestamp(v).date() for v in scores["as_of"].unique()}
+        if len(as_of) != 1:
+            raise ValueError(f"one run has one as_of; got {sorted(as_of)}")
+        (run_date,) = as_of
+        versions = sorted(str(v) for v in scores["model_version"].unique())
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                statement = _upsert_statement(self.engine.dialect.name)
+                for rows in _records(scores, run_date, now):
+                    conn.execute(statement, rows)
+                conn.execute(score_runs.delete().where(score_runs.c.as_of == run_date))
+                conn.execute(
+                    score_runs.insert(),
+                    {
+                        "as_of": run_date,
+                        "customers": len(scores),
+                        "model_version": ",".join(versions),
+                        "written_at": now,
+                    },
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"writing to scores store {safe_url(self.url)}: {_cause(exc)}"
+            ) from exc
+        return len(scores)
+
+    def lookup(self, customer_ids: Sequence[str]) -> Lookup:
+        """The latest score rows of these customers, in the order asked; unknown ids listed."""
+        wanted = list(dict.fromkeys(customer_ids))
+        found: dict[str, dict[str, object]] = {}
+        try:
+            with self.engine.connect() as conn:
+                for start in range(0, len(wanted), 500):
+                    part = wanted[start : start + 500]
+                    query = sa.select(customer_scores.c.customer_id, customer_scores.c.payload)
+                    for cid, payload in conn.execute(
+                        query.where(customer_scores.c.customer_id.in_(part))
+                    ):
+                        found[cid] = json.loads(payload)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"scores store {safe_url(self.url)} unreachable: {_cause(exc)}"
+            ) from exc
+        return Lookup(
+            found=[found[c] for c in wanted if c in found],
+            unknown=[c for c in wanted if c not in found],
+        )
+
+    def count(self) -> int:
+        """Customers in the store."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(customer_scores)).scalar_one()
+            )
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def _cause(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own message: no SQL text, no parameters (they hold customer data)."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _upsert_statement(dialect: str) -> sa.Executable:
+    """INSERT ... ON CONFLICT DO UPDATE where the row is not newer than the incoming one."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:
+        raise StoreError(
+            f"scores store: upsert is written for SQLite and PostgreSQL, not {dialect}"
+        )
+    statement = insert(customer_scores)
+    excluded = statement.excluded
+    updated = {c.name: excluded[c.name] for c in customer_scores.columns if not c.primary_key}
+    return statement.on_conflict_do_update(
+        index_elements=[customer_scores.c.customer_id],
+        set_=updated,
+        where=customer_scores.c.as_of <= excluded.as_of,
+    )
+
+
+def _records(
+    scores: pd.DataFrame, run_date: dt.date, now: dt.datetime
+) -> Iterator[list[dict[str, object]]]:
+    """The rows to write, in chunks; the payload is the score row as JSON (dates as ISO text)."""
+    for start in range(0, len(scores), CHUNK_ROWS):
+        part = scores.iloc[start : start + CHUNK_ROWS]
+        payloads = part.to_json(orient="records", lines=True, date_format="iso").splitlines()
+        typed = {c: part[c].tolist() if c in part else [None] * len(part) for c in TYPED}
+        ids = part["customer_id"].astype(str).tolist()
+        versions = part["model_version"].astype(str).tolist()
+        yield [
+            {
+                "customer_id": ids[i],
+                "as_of": run_date,
+                **{c: _plain(typed[c][i]) for c in TYPED},
+                "model_version": versions[i],
+                "payload": payloads[i],
+                "updated_at": now,
+            }
+            for i in range(len(part))
+        ]
+
+
+def _plain(value: object) -> object:
+    """A value the database driver takes: no NaN, no numpy scalars."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
