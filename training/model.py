@@ -17,6 +17,7 @@ from training.btyd_features import add_btyd_features
 from training.datasets import FeatureSpec
 
 BUNDLE_FILE = "bundle.json"
+REFERENCE_FILE = "reference.json"
 # Orders of evidence before a customer's own margin rate outweighs the global one.
 MARGIN_PRIOR_ORDERS = 3.0
 
@@ -99,6 +100,9 @@ class ModelBundle:
     churn_calibrator: Calibrator
     spend: SpendModel
     config: dict[str, Any] = field(default_factory=dict)
+    # Histograms of the features and scores the model was trained for (training.reference):
+    # what nightly scoring measures drift against. None for bundles saved before it existed.
+    reference: dict[str, Any] | None = None
 
     def churn_raw(self, matrix: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """Uncalibrated churn probability."""
@@ -161,6 +165,8 @@ class ModelBundle:
             "config": self.config,
         }
         (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        if self.reference is not None:
+            (folder / REFERENCE_FILE).write_text(json.dumps(self.reference))
         return folder
 
     @classmethod
@@ -179,4 +185,9 @@ class ModelBundle:
             churn_calibrator=Calibrator(**meta["churn_calibrator"]),
             spend=SpendModel(spend_meta["kind"], boosters, Calibrator(**spend_meta["calibrator"])),
             config=meta["config"],
+            reference=(
+                json.loads((folder / REFERENCE_FILE).read_text())
+                if (folder / REFERENCE_FILE).exists()
+                else None
+            ),
         )

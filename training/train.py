@@ -15,12 +15,14 @@ import optuna
 import pandas as pd
 from optuna_integration import LightGBMPruningCallback
 
+from features.build import build_features
 from features.schema import Tables
 from serving.segments import SegmentThresholds, reference_population
 from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baselines
 from training.datasets import FeatureSpec, TrainingData, build_training_data
 from training.metrics import churn_metrics, spend_metrics
 from training.model import Calibrator, ModelBundle, SpendModel, discount_factor, predict
+from training.reference import fit_reference
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +271,9 @@ def train_models(
         reference_population(valid_scores, options.churn_window_days),
         churn_window_days=options.churn_window_days,
     ).to_dict()
+    started = time.perf_counter()
+    bundle.reference = _reference(bundle, tables, as_of)
+    timings["reference_seconds"] = time.perf_counter() - started
 
     metrics = {f"churn_model_{k}": v for k, v in churn_metrics(churn_valid[1], churn_p).items()}
     metrics |= {f"spend_model_{k}": v for k, v in spend_metrics(spend_valid[1], spend_pred).items()}
@@ -287,6 +292,17 @@ def train_models(
         },
         timings=timings,
     )
+
+
+def _reference(bundle: ModelBundle, tables: Tables, as_of: pd.Timestamp) -> dict[str, Any]:
+    """Histograms of every customer's features and scores as of the training date.
+
+    The population the model is trained *for* (everyone, as of the day it is trained), not the
+    stacked snapshots it learned from (older cutoffs, other seasons): nightly scoring soon after
+    compares like with like, so drift means the population moved, not that time passed.
+    """
+    features = build_features(tables, as_of, event_types=bundle.spec.event_types or None)
+    return fit_reference(features, bundle.predict(features), as_of)
 
 
 def _fit_spend(

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from typer._click.exceptions import ClickException
@@ -36,6 +37,9 @@ from features.io import (  # noqa: E402  # noqa: E402
 from features.schema import Tables, to_timestamp  # noqa: E402
 from training.train import TrainOptions  # noqa: E402
 
+if TYPE_CHECKING:
+    from serving.batch import BatchOptions, BatchResult
+
 log = logging.getLogger("vafa")
 
 # Exit codes a scheduler can act on.
@@ -43,6 +47,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # Click's own code for bad options
 EXIT_BAD_DATA = 3
+EXIT_DRIFT = 4  # `score --fail-on-drift`: scored and published, but the population drifted
+EXIT_STALE = 5  # `score --fail-on-stale`: scored and published, but the data looks stale
 
 app = typer.Typer(
     name="vafa",
@@ -123,7 +129,8 @@ def main(
 def run() -> None:
     """Entry point: turns expected failures into clear messages and exit codes."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode Click returns a `typer.Exit`'s code instead of raising it.
+        code = app(standalone_mode=False)
     except DataValidationError as exc:
         typer.echo(str(exc), err=True)
         sys.exit(EXIT_BAD_DATA)
@@ -139,6 +146,8 @@ def run() -> None:
         log.debug("failure", exc_info=True)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 @contextmanager
@@ -408,34 +417,121 @@ def promote(
     typer.echo(f"champion is now version {set_champion(version)}")
 
 
+class EngineName(StrEnum):
+    """Where the features and scores are computed."""
+
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 def score(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Folder; scores go to OUT/as_of=YYYY-MM-DD/.")],
     as_of: AsOfOption = None,
     quarantine: QuarantineOption = None,
+    engine: Annotated[
+        EngineName, typer.Option("--engine", help="Compute features and scores here.")
+    ] = EngineName.local,
+    chunk_customers: Annotated[
+        int,
+        typer.Option("--chunk-customers", min=1, help="Customers scored at once (bounds memory)."),
+    ] = 200_000,
+    drift_threshold: Annotated[
+        float, typer.Option("--drift-threshold", min=0, help="PSI above which drift is flagged.")
+    ] = 0.25,
+    stale_days: Annotated[
+        float,
+        typer.Option("--stale-days", min=0, help="Flag tables whose latest row is older."),
+    ] = 2.0,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help=f"Exit {EXIT_DRIFT} when drift is flagged.")
+    ] = False,
+    fail_on_stale: Annotated[
+        bool, typer.Option("--fail-on-stale", help=f"Exit {EXIT_STALE} when data is stale.")
+    ] = False,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Upsert the scores into the scores store.")
+    ] = True,
 ) -> None:
-    """Score every customer as of a date with the champion (the nightly batch)."""
-    batch_path, scores = run_scoring(data, out, as_of, quarantine)
-    typer.echo(f"scored {len(scores):,} customers -> {batch_path}")
+    """Score every customer as of a date with the champion (the nightly batch).
+
+    Writes OUT/as_of=DATE/ (scores, changed actions, summary) aside and swaps it in, upserts
+    the scores store (VAFA_STORE_URL) and logs the run to MLflow (experiment vafa-scoring).
+    Exit codes: 0 ok, 1 failure (previous results intact), 2 usage, 3 bad data, 4 drift with
+    --fail-on-drift, 5 stale data with --fail-on-stale (4 and 5 still publish the scores).
+    """
+    from serving.batch import BatchOptions
+    from serving.monitoring import FreshnessRules
+
+    options = BatchOptions(
+        chunk_customers=chunk_customers,
+        drift_threshold=drift_threshold,
+        freshness=FreshnessRules(max_lag_days=stale_days),
+        engine=engine.value,
+    )
+    result = run_scoring(data, out, as_of, quarantine, options=options, use_store=store)
+    summary = result.summary
+    changes = summary["changes"]
+    typer.echo(f"scored {len(result.scores):,} customers -> {result.folder}")
+    if changes["previous_as_of"] is not None:
+        typer.echo(
+            f"since {changes['previous_as_of']}: {changes['changed_actions']:,} changed actions, "
+            f"{changes['new_customers']:,} new and {changes['dropped_customers']:,} dropped "
+            "customers"
+        )
+    for flag in summary["freshness"]["flags"]:
+        typer.echo(f"warning: stale data: {flag}", err=True)
+    if result.drift_flagged:
+        flagged = ", ".join(summary["drift"]["flagged"])
+        typer.echo(f"warning: drift past PSI {drift_threshold:g} in {flagged}", err=True)
+    if fail_on_drift and result.drift_flagged:
+        raise typer.Exit(EXIT_DRIFT)
+    if fail_on_stale and result.stale:
+        raise typer.Exit(EXIT_STALE)
 
 
 def run_scoring(
-    data: Path, out: Path, as_of: str | None, quarantine: Path | None = None
-) -> tuple[Path, pd.DataFrame]:
-    """Load, build features, score with the champion and write the run's folder."""
-    from serving.batch import score_all, summarise, write_scores
+    data: Path,
+    out: Path,
+    as_of: str | None,
+    quarantine: Path | None = None,
+    *,
+    options: BatchOptions | None = None,
+    use_store: bool = True,
+) -> BatchResult:
+    """Load, score with the champion, write the run's folder and the store, log to MLflow."""
+    from serving.batch import BatchOptions, engine_for, run_batch
+    from serving.monitoring import log_run
     from serving.scorer import Scorer
+    from serving.store import ScoreStore
 
+    options = options or BatchOptions()
+    try:
+        engine_for(options.engine)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--engine") from exc
     tables = load(data, quarantine).tables
     cutoff = resolve_as_of(tables, as_of)
-    tracking()
+    uri = tracking()
     scorer = Scorer.from_registry()
-    scores, timings = timed(
-        f"scoring as of {cutoff.date()}", lambda: score_all(tables, cutoff, scorer)
-    )
-    summary = summarise(scores, timings) | {"as_of": str(cutoff.date()), "data_dir": str(data)}
-    return write_scores(scores, summary, out, cutoff), scores
+    store = ScoreStore(Settings.from_env().store_url) if use_store else None
+    try:
+        result = timed(
+            f"scoring as of {cutoff.date()}",
+            lambda: run_batch(
+                tables, cutoff, scorer, out, store, options, extra={"data_dir": str(data)}
+            ),
+        )
+    finally:
+        if store is not None:
+            store.dispose()
+    try:
+        run_id = log_run(result.summary, uri, f"score-{cutoff.date()}")
+        log.info("scoring run logged to MLflow (run %s)", run_id)
+    except Exception as exc:  # the scores are published; a monitoring outage must not undo that
+        log.warning("could not log the scoring run to MLflow: %s", exc)
+    return result
 
 
 def latest_scores(scores_dir: Path, as_of: str | None = None) -> Path:
@@ -560,7 +656,8 @@ def demo(
     run_training(
         data_dir, loaded.tables, cutoff, train_options(90, 365, None, 0.0, trials, None, seed)
     )
-    batch_path, scores = run_scoring(data_dir, out / "scores", None)
+    scored = run_scoring(data_dir, out / "scores", None)
+    batch_path, scores = scored.folder, scored.scores
     typer.echo(f"\nscores: {len(scores):,} customers -> {batch_path}")
     top = scores.sort_values("value_at_risk", ascending=False).head(8)
     columns = [

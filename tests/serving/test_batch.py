@@ -1,0 +1,340 @@
+"""The nightly batch: chunks equal one pass, exact re-runs, all-or-nothing runs, store, changes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import lightgbm as lgb
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from features.build import build_features
+from features.generate import generate_tables
+from features.io import write_tables
+from features.labels import build_labels
+from features.schema import Tables
+from serving import batch
+from serving.batch import (
+    BatchError,
+    BatchOptions,
+    action_changes,
+    previous_run,
+    run_batch,
+    score_all,
+    split_by_customer,
+)
+from serving.scorer import Scorer
+from serving.segments import SegmentThresholds, reference_population
+from serving.store import ScoreStore
+from training.datasets import FeatureSpec
+from training.model import Calibrator, ModelBundle, SpendModel
+from training.reference import fit_reference
+
+AS_OF = pd.Timestamp("2026-11-01")
+LABEL_DATE = AS_OF - pd.Timedelta(days=120)
+PARAMS = {"num_leaves": 7, "verbosity": -1, "num_threads": 1, "seed": 1, "deterministic": True}
+
+
+def small_bundle(tables: Tables) -> ModelBundle:
+    """A real (if tiny) bundle in a second: boosters fit on one labelled snapshot, no tuning."""
+    features = build_features(tables, LABEL_DATE)
+    labels = build_labels(tables, LABEL_DATE, 90, 90)
+    spec = FeatureSpec.from_frame(features, sorted(tables.events["event"].unique()))
+    matrix = spec.matrix(features)
+    churn = lgb.train(PARAMS | {"objective": "binary"}, lgb.Dataset(matrix, labels["churned"]), 15)
+    spend = lgb.train(
+        PARAMS | {"objective": "tweedie"}, lgb.Dataset(matrix, labels["future_spend"]), 15
+    )
+    identity = Calibrator(x=[0.0, 1e9], y=[0.0, 1e9])
+    config = {"churn_window_days": 90, "horizon_days": 90, "margin_rate": 0.3}
+    bundle = ModelBundle(
+        spec,
+        churn,
+        Calibrator([0.0, 1.0], [0.0, 1.0]),
+        SpendModel("tweedie", {"spend": spend}, identity),
+        config,
+    )
+    scored = features.join(bundle.predict(features).drop(columns="customer_id"))
+    bundle.config["segments"] = SegmentThresholds.fit(
+        reference_population(scored, 90), churn_window_days=90
+    ).to_dict()
+    now = build_features(tables, AS_OF, event_types=spec.event_types)
+    bundle.reference = fit_reference(now, bundle.predict(now), AS_OF)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def tables() -> Tables:
+    return generate_tables(400, seed=21)
+
+
+@pytest.fixture(scope="module")
+def scorer(tables: Tables) -> Scorer:
+    return Scorer(small_bundle(tables), "7")
+
+
+@pytest.fixture(scope="module")
+def tracking_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the module: creating its tables costs seconds each time."""
+    return tmp_path_factory.mktemp("mlflow-scoring")
+
+
+@pytest.fixture
+def champion(scorer: Scorer, tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Scorer:
+    """`vafa score` gets this scorer instead of the registry's champion."""
+    monkeypatch.setattr(Scorer, "from_registry", classmethod(lambda cls, *a, **k: scorer))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tracking_dir / 'mlflow.db'}")
+    return scorer
+
+
+def test_chunked_run_equals_one_pass(tables: Tables, scorer: Scorer) -> None:
+    whole = score_all(tables, AS_OF, scorer)
+    chunked = score_all(tables, AS_OF, scorer, chunk_customers=90)
+    assert whole.chunks == 1 and chunked.chunks == 5
+    assert_frame_equal(chunked.scores, whole.scores)
+    assert whole.scores["customer_id"].is_monotonic_increasing
+
+
+def test_buckets_keep_every_row_of_a_customer_together(tables: Tables) -> None:
+    parts = list(split_by_customer(tables, 100).tables())
+    assert len(parts) == 4
+    bucket_of: dict[str, int] = {}
+    for k, part in enumerate(parts):
+        for name in ("transactions", "events", "customers"):
+            for cid in getattr(part, name)["customer_id"]:
+                assert bucket_of.setdefault(cid, k) == k, f"{cid} in two buckets"
+    for name in ("transactions", "events", "customers"):
+        assert sum(len(getattr(p, name)) for p in parts) == len(getattr(tables, name))
+
+
+def test_rerun_of_a_date_replaces_it_exactly(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+    options = BatchOptions(chunk_customers=150)
+    first = run_batch(tables, AS_OF, scorer, tmp_path / "out", store, options)
+    saved = pd.read_parquet(first.folder / "scores.parquet")
+    second = run_batch(tables, AS_OF, scorer, tmp_path / "out", store, options)
+    assert second.folder == first.folder == tmp_path / "out" / "as_of=2026-11-01"
+    assert_frame_equal(pd.read_parquet(second.folder / "scores.parquet"), saved)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["as_of=2026-11-01"]
+    assert store.count() == len(saved) == first.summary["customers"]
+    # The re-run compares with no earlier date, never with itself.
+    assert second.summary["changes"]["previous_as_of"] is None
+
+
+def test_store_holds_the_runs_rows(tables: Tables, scorer: Scorer, tmp_path: Path) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+    result = run_batch(tables, AS_OF, scorer, tmp_path / "out", store)
+    some = result.scores.sample(5, random_state=1)
+    found = {row["customer_id"]: row for row in store.lookup(some["customer_id"].tolist()).found}
+    for _, row in some.iterrows():
+        stored = found[row["customer_id"]]
+        assert stored["recommended_action"] == row["recommended_action"]
+        assert stored["churn_probability"] == pytest.approx(row["churn_probability"])
+        assert stored["model_version"] == "7"
+    assert result.summary["store"]["rows"] == len(result.scores)
+
+
+def test_changed_actions_against_the_latest_earlier_run(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    run_batch(tables, AS_OF - pd.Timedelta(days=30), scorer, out, None)
+    middle = run_batch(tables, AS_OF - pd.Timedelta(days=7), scorer, out, None)
+    latest = run_batch(tables, AS_OF, scorer, out, None)
+    assert previous_run(out, AS_OF) == middle.folder
+    changes = latest.summary["changes"]
+    assert changes["previous_as_of"] == "2026-10-25"
+    changed = pd.read_parquet(latest.folder / "changed_actions.parquet")
+    old, new = middle.scores.set_index("customer_id"), latest.scores.set_index("customer_id")
+    both = old.index.intersection(new.index)
+    differs = both[
+        old.loc[both, "recommended_action"].astype(str)
+        != new.loc[both, "recommended_action"].astype(str)
+    ]
+    assert len(differs) > 0, "a week later some action should differ"
+    assert sorted(changed["customer_id"]) == sorted(differs)
+    row = changed.iloc[0]
+    assert row["previous_action"] == old.loc[row["customer_id"], "recommended_action"]
+    assert row["recommended_action"] == new.loc[row["customer_id"], "recommended_action"]
+    assert changes["changed_actions"] == len(differs)
+    assert changes["new_customers"] == len(new.index.difference(old.index))
+    assert changes["dropped_customers"] == len(old.index.difference(new.index))
+    assert pd.read_csv(latest.folder / "changed_actions.csv").shape[0] == len(differs)
+
+
+def test_action_changes_counts_new_and_dropped_customers() -> None:
+    before = pd.DataFrame({"customer_id": ["a", "b", "c"], "recommended_action": ["x", "y", "z"]})
+    now = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "d"],
+            "recommended_action": ["x", "w", "x"],
+            "churn_probability": [0.1, 0.2, 0.3],
+            "value_at_risk": [1.0, 2.0, 3.0],
+        }
+    )
+    changed, stats = action_changes(now, before)
+    assert changed[
+        ["customer_id", "previous_action", "recommended_action"]
+    ].to_numpy().tolist() == [["b", "y", "w"]]
+    assert stats | {"transitions": None} == {
+        "changed_actions": 1,
+        "new_customers": 1,
+        "dropped_customers": 1,
+        "transitions": None,
+    }
+    assert stats["transitions"] == {"y -> w": 1}
+
+
+@pytest.mark.parametrize("failing", ["writer", "store"])
+def test_failure_half_way_leaves_previous_results(
+    tables: Tables,
+    scorer: Scorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    out = tmp_path / "out"
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+    good = run_batch(tables, AS_OF, scorer, out, store)
+    before = pd.read_parquet(good.folder / "scores.parquet")
+    summary = (good.folder / "summary.json").read_text()
+    stored = store.lookup(before["customer_id"].head(3).tolist()).found
+
+    if failing == "writer":
+        real = batch.write_frame
+
+        def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+            if path.name == "scores.csv":  # the Parquet file is already written
+                raise OSError("disk full")
+            return real(frame, path)
+
+        monkeypatch.setattr(batch, "write_frame", write_frame)
+    else:
+
+        def upsert(self: ScoreStore, scores: pd.DataFrame) -> int:
+            raise RuntimeError("connection lost")
+
+        monkeypatch.setattr(ScoreStore, "upsert", upsert)
+    other = replace(tables, transactions=tables.transactions.assign(amount=lambda f: f.amount * 2))
+    with pytest.raises(BatchError, match=r"as_of=2026-11-01 and the scores store were left"):
+        run_batch(other, AS_OF, scorer, out, store)
+    assert_frame_equal(pd.read_parquet(good.folder / "scores.parquet"), before)
+    assert (good.folder / "summary.json").read_text() == summary
+    assert sorted(p.name for p in out.iterdir()) == ["as_of=2026-11-01"]  # no staging left
+    assert store.lookup(before["customer_id"].head(3).tolist()).found == stored
+
+
+def write_data(tables: Tables, folder: Path) -> Path:
+    write_tables(tables, folder)
+    return folder
+
+
+def vafa_run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """`vafa ARGS` in this process (so the champion can be patched in); returns the exit code."""
+    from vafa.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["vafa", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+        raise SystemExit(0)
+    return int(exit_info.value.code or 0)
+
+
+def test_vafa_score_writes_folder_store_and_mlflow_run(
+    tables: Tables,
+    champion: Scorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mlflow
+
+    data = write_data(tables, tmp_path / "data")
+    out = tmp_path / "scores"
+    code = vafa_run(
+        ["score", "--data", str(data), "--out", str(out), "--chunk-customers", "150"], monkeypatch
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "scored" in captured.out and "as_of=2026-11-01" in captured.out
+    run = out / "as_of=2026-11-01"
+    scores = pd.read_parquet(run / "scores.parquet")
+    assert_frame_equal(pd.read_csv(run / "scores.csv")[["customer_id"]], scores[["customer_id"]])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["customers"] == len(scores) and summary["chunks"] == 3
+    assert summary["model_versions"] == ["7"]
+    assert set(summary["score_distributions"]) >= {"churn_probability", "clv"}
+    assert summary["drift"]["measured"] and not summary["drift"]["flagged"]
+    assert summary["freshness"]["flags"] == []
+    from vafa.settings import Settings
+
+    assert ScoreStore(Settings.from_env().store_url).count() == len(scores)
+    runs = mlflow.search_runs(experiment_names=["vafa-scoring"], order_by=["start_time DESC"])
+    assert runs.loc[0, "metrics.customers"] == len(scores)
+    assert runs.loc[0, "params.as_of"] == "2026-11-01" and runs.loc[0, "params.chunks"] == "3"
+    assert runs.loc[0, "tags.drift_flagged"] == "false"
+    assert runs.loc[0, "metrics.psi_features_spend_total"] < 0.25
+
+
+def test_vafa_score_failure_exits_1_with_a_clear_message(
+    tables: Tables,
+    champion: Scorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = write_data(tables, tmp_path / "data")
+    out = tmp_path / "scores"
+    assert vafa_run(["score", "--data", str(data), "--out", str(out)], monkeypatch) == 0
+    before = pd.read_parquet(out / "as_of=2026-11-01" / "scores.parquet")
+
+    def upsert(self: ScoreStore, scores: pd.DataFrame) -> int:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(ScoreStore, "upsert", upsert)
+    capsys.readouterr()
+    assert vafa_run(["score", "--data", str(data), "--out", str(out)], monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "scoring as of 2026-11-01 failed" in err and "database is locked" in err
+    assert "left as they were" in err and "Traceback" not in err
+    assert_frame_equal(pd.read_parquet(out / "as_of=2026-11-01" / "scores.parquet"), before)
+
+
+def test_vafa_score_exit_codes_for_drift_and_stale_data(
+    tables: Tables,
+    champion: Scorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shifted = replace(
+        tables, transactions=tables.transactions.assign(amount=lambda f: f.amount * 3)
+    )
+    data = write_data(shifted, tmp_path / "data")
+    args = ["score", "--data", str(data), "--out", str(tmp_path / "scores")]
+    assert vafa_run(args, monkeypatch) == 0  # drift warns, fails only when asked
+    assert "warning: drift" in capsys.readouterr().err
+    assert vafa_run([*args, "--fail-on-drift"], monkeypatch) == 4
+    summary = json.loads((tmp_path / "scores" / "as_of=2026-11-01" / "summary.json").read_text())
+    assert "spend_total" in summary["drift"]["flagged"]  # published all the same
+
+    late = tables.transactions["ts"] >= AS_OF - pd.Timedelta(days=10)
+    stale = replace(tables, transactions=tables.transactions[~late])
+    data = write_data(stale, tmp_path / "stale")
+    args = ["score", "--data", str(data), "--out", str(tmp_path / "s2"), "--as-of", "2026-11-01"]
+    assert vafa_run([*args, "--fail-on-stale"], monkeypatch) == 5
+    assert "stale data: transactions" in capsys.readouterr().err
+
+
+def test_unknown_engine_is_a_usage_error(
+    tables: Tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_data(tables, tmp_path / "data")
+    args = ["score", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "spark"]
+    assert vafa_run(args, monkeypatch) == 2
