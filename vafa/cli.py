@@ -623,6 +623,42 @@ def profiles(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 3000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes; each loads the model.")
+    ] = 1,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")
+    ] = False,
+) -> None:
+    """The online scoring service: /score, /lookup, health, metrics and OpenAPI docs.
+
+    Serves the registry's champion and follows it (VAFA_MODEL_POLL_SECONDS). With
+    VAFA_API_TOKEN or VAFA_API_TOKEN_FILE set, every call but health and metrics needs
+    `Authorization: Bearer <token>`.
+    """
+    import json
+    import os
+
+    from serving.online import ConfigError, ServiceConfig, check_bind
+    from vafa.settings import REPO_ROOT
+
+    try:
+        check_bind(host, ServiceConfig.from_env().token, insecure)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    overrides = {"services": {"vafa": {"workers": workers}}}
+    env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
+    args = ["serving.service:VafaService", "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "bentoml", "serve", *args, "--working-dir", str(REPO_ROOT)]
+    # The server replaces this process: signals and the exit code are the server's own.
+    os.execve(sys.executable, command, env)
+
+
+@app.command()
 def demo(
     customers: Annotated[
         int, typer.Option("--customers", min=100, help="Customers to generate.")

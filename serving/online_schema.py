@@ -1,0 +1,227 @@
+"""The online service's request and response bodies, generated from the contract's table specs.
+
+A `/score` customer carries rows of the contract tables (section 1 of the contract) without
+their `customer_id`: the row models below are built from `features.schema.TABLE_SPECS`, so a
+column added to the contract is accepted online without a second list of fields. Every value
+is checked where it enters, with the loader's rules (ISO 8601 timestamps, finite numbers,
+minimums, survey ranges), and the error names the field (`customers.0.events.3.value`).
+
+Limits beyond the loader's rules, because a request body is untrusted: numbers within
++-`MAX_ABS_NUMBER` (sums of such rows cannot overflow a float), timestamps between 1900 and
+2262 (pandas' range), text up to `MAX_TEXT` characters, at most `MAX_CUSTOMERS` customers and
+`MAX_ROWS` rows per table per customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
+
+from features.io import REASON_TIMESTAMP
+from features.schema import CUSTOMERS, EVENTS, SURVEY_RANGES, TRANSACTIONS, Column, TableSpec
+
+MAX_CUSTOMERS = 1000
+MAX_ROWS = 10_000
+MAX_ABS_NUMBER = 1e9
+MAX_TEXT = 255
+EARLIEST = dt.datetime(1900, 1, 1)
+LATEST = dt.datetime(2262, 1, 1)
+
+# Error messages name fields, never values: the values are customer data.
+STRICT = ConfigDict(extra="ignore", hide_input_in_errors=True, str_strip_whitespace=True)
+_ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: object) -> object:
+    """Only ISO 8601 text is a timestamp (pydantic would also read numbers as Unix seconds)."""
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError(REASON_TIMESTAMP)
+    return value
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    """Naive UTC, the convention of every loaded table; zoned values are converted."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"timestamp outside {EARLIEST.year}-{LATEST.year}")
+    return value
+
+
+def _empty_is_missing(value: str | None) -> str | None:
+    """An empty string is a missing value, as in a CSV file."""
+    return value or None
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_text), AfterValidator(_naive_utc)]
+CustomerId = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_TEXT, strip_whitespace=True)
+]
+Text = Annotated[str, StringConstraints(strict=True, max_length=MAX_TEXT, strip_whitespace=True)]
+
+
+def _annotation(column: Column) -> Any:
+    """The pydantic type of one contract column."""
+    if column.kind == "timestamp":
+        return Timestamp
+    if column.kind in ("id", "string"):
+        if column.required:
+            return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TEXT)]
+        return Annotated[Text, AfterValidator(_empty_is_missing)]
+    low = -MAX_ABS_NUMBER if column.min_value is None else column.min_value
+    return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=low, le=MAX_ABS_NUMBER)]
+
+
+def _check_survey(row: Any) -> Any:
+    """Survey events need a score within their scale, as in a data folder."""
+    scale = SURVEY_RANGES.get(row.event)
+    if scale is not None:
+        low, high = scale
+        if row.value is None or not low <= row.value <= high:
+            raise ValueError(f"value: a '{row.event}' event needs a score within {low:g}-{high:g}")
+    return row
+
+
+def row_model(spec: TableSpec, name: str, validators: dict[str, Any] | None = None) -> Any:
+    """A pydantic model of one row of a contract table, without its customer_id."""
+    fields: dict[str, Any] = {}
+    for column in spec.columns:
+        if column.name == "customer_id":
+            continue
+        description = column.description or None
+        if column.required:
+            fields[column.name] = (_annotation(column), Field(description=description))
+        else:
+            fields[column.name] = (
+                _annotation(column) | None,
+                Field(default=None, description=description),
+            )
+    return create_model(name, __config__=STRICT, __validators__=validators, **fields)
+
+
+if TYPE_CHECKING:  # generated at run time; the type checker cannot follow their fields
+    TransactionRow = Any
+    EventRow = Any
+    Profile = Any
+else:
+    TransactionRow = row_model(TRANSACTIONS, "TransactionRow")
+    EventRow = row_model(
+        EVENTS, "EventRow", {"survey": model_validator(mode="after")(_check_survey)}
+    )
+    Profile = row_model(CUSTOMERS, "Profile")
+
+
+class CustomerHistory(BaseModel):
+    """One customer's rows. A table left out is absent; an empty list is a table with no rows.
+
+    The difference matters as it does for a data folder: with an events table, a customer
+    without events has zero counts; without one, the event features are unknown.
+    """
+
+    model_config = STRICT
+
+    customer_id: CustomerId
+    transactions: list[TransactionRow] = Field(default_factory=list, max_length=MAX_ROWS)
+    events: list[EventRow] | None = Field(default=None, max_length=MAX_ROWS)
+    profile: Profile | None = None
+
+
+class Unscored(BaseModel):
+    """A customer of the request who gets no score, and why."""
+
+    customer_id: str
+    reason: str
+
+
+class IgnoredRows(BaseModel):
+    """Rows dated at or after as_of: not features (point in time), counted so nothing is silent."""
+
+    transactions: int = 0
+    events: int = 0
+
+
+class ScoreResponse(BaseModel):
+    """Scores of one request, all from one model version, all as of one date."""
+
+    model_version: str
+    as_of: dt.datetime
+    scores: list[dict[str, Any]]
+    unscored: list[Unscored] = Field(default_factory=list)
+    ignored_rows: IgnoredRows = Field(default_factory=IgnoredRows)
+
+
+class LookupResponse(BaseModel):
+    """The latest nightly scores of the ids found; ids never scored are listed, not errors."""
+
+    scores: list[dict[str, Any]]
+    unknown: list[str]
+    latest_run: dt.date | None = None
+
+
+class ModelStatus(BaseModel):
+    """What the service serves and how its last look at the registry went."""
+
+    ready: bool
+    model_version: str | None
+    loaded_at: dt.datetime | None
+    last_check: dt.datetime | None
+    registry_error: str | None
+    store_error: str | None
+
+
+def duplicate_ids(customers: list[CustomerHistory]) -> list[int]:
+    """Positions of customers whose id an earlier customer of the request already has."""
+    seen: set[str] = set()
+    repeated = []
+    for position, customer in enumerate(customers):
+        if customer.customer_id in seen:
+            repeated.append(position)
+        seen.add(customer.customer_id)
+    return repeated
+
+
+# One example: the API's documented default, the start-up check of a new model, the tests'
+# request and the README's curl body.
+EXAMPLE_REQUEST: dict[str, Any] = {
+    "as_of": "2026-11-01",
+    "customers": [
+        {
+            "customer_id": "c1",
+            "transactions": [
+                {
+                    "ts": "2026-03-02T10:15:00Z",
+                    "amount": 42.5,
+                    "order_id": "o1",
+                    "margin": 12.0,
+                    "category": "books",
+                    "channel": "app",
+                },
+                {"ts": "2026-06-20", "amount": 18.0, "order_id": "o2", "channel": "web"},
+                {"ts": "2026-07-14", "amount": -5.0, "order_id": "o3", "channel": "web"},
+            ],
+            "events": [
+                {"ts": "2026-07-20", "event": "support_ticket"},
+                {"ts": "2026-07-25", "event": "nps", "value": 3},
+                {"ts": "2026-10-02", "event": "email_open", "channel": "email"},
+            ],
+            "profile": {"signup_ts": "2025-01-15", "segment": "student", "region": "north"},
+        }
+    ],
+}
+
+
+def example_customers() -> list[CustomerHistory]:
+    """The example request's customers, validated."""
+    return [CustomerHistory.model_validate(c) for c in EXAMPLE_REQUEST["customers"]]
