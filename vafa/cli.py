@@ -589,6 +589,53 @@ def campaign(
 
 
 @app.command()
+def report(
+    scores: Annotated[
+        Path,
+        typer.Option(
+            "--scores", help="Scores folder written by `vafa score` (every as_of= run in it)."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The dashboard, .html; default: SCORES/report.html."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="The data folder scored, for retention, repeat purchase, NPS, CSAT, support, "
+            "category and channel figures the scores do not carry.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    market_value: Annotated[
+        float | None,
+        typer.Option(
+            "--market-value", min=0, help="The whole market's customer value, for equity share."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="VIPs at risk to list.")] = 15,
+) -> None:
+    """Write the management dashboard: one HTML file that opens offline."""
+    from serving.report import ReportError, write_report
+
+    target = out or scores / "report.html"
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter("must end in .html", param_hint="--out")
+    try:
+        written, dashboard = timed(
+            "writing the dashboard", lambda: write_report(scores, target, data, market_value, top)
+        )
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
+    typer.echo(f"dashboard of {len(dashboard.trend)} run(s), latest {dashboard.run.as_of.date()}:")
+    typer.echo(f"  {written.resolve()}")
+
+
+@app.command()
 def profiles(
     data: DataOption,
     as_of: AsOfOption = None,
@@ -708,7 +755,14 @@ def demo(
     typer.echo("the riskiest valuable customers, why, and what to do:")
     typer.echo(top[columns].round(2).to_string(index=False, max_colwidth=80))
     plan_demo_campaign(scores, batch_path)
+    from serving.report import write_report
+
+    dashboard, _ = timed(
+        "writing the dashboard",
+        lambda: write_report(out / "scores", out / "report.html", data_dir),
+    )
     typer.echo(f"\ndemo data: {data_dir}")
+    typer.echo(f"dashboard (open in a browser): {dashboard.resolve()}")
     echo_mlflow_hint()
 
 
