@@ -2,9 +2,9 @@
 
 One place bins values: the reference is fitted here at training time, and nightly scoring counts
 its customers into the very same bins (`Histogram.counts`), so the two are always comparable.
-Numeric columns get quantile cut points of the reference (ties merged, so count-like features
-keep their few distinct values), categorical columns their levels plus an "other" bin; every
-histogram ends with a bin for missing values.
+Numeric columns get quantile cut points of the reference, taken among observed values (ties
+merged, so count-like features keep their few distinct values), categorical columns their levels
+plus an "other" bin; every histogram ends with a bin for missing values.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ class Histogram:
             present = values.to_numpy(dtype=float, na_value=np.nan)
             present = present[np.isfinite(present)]
             inner = np.linspace(0, 1, bins + 1)[1:-1]
-            edges = np.unique(np.quantile(present, inner)) if present.size else np.array([])
+            # Observed values as cut points ("lower"): a count-like feature's bins are its values.
+            edges = (
+                np.unique(np.quantile(present, inner, method="lower"))
+                if present.size
+                else np.array([])
+            )
             hist = cls(edges=edges.tolist(), levels=None, shares=[])
         counts = hist.counts(values)
         shares = counts / max(counts.sum(), 1)
