@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint typecheck unit notebooks lock clean env
+.PHONY: demo test lint typecheck unit notebooks lock clean env browser
 
 demo: $(STAMP)
 	$(BIN)/vafa demo
@@ -36,8 +36,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/pytest
+
+# The dashboard's browser test needs chromium: installed once, only as root on apt machines
+# (CI); elsewhere the test is skipped with a message.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the dashboard's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; \
+	fi
 
 # Re-resolve the lock file after changing dependencies in pyproject.toml.
 lock:

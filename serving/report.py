@@ -70,6 +70,7 @@ SURVEY_WINDOW_DAYS = 365
 FOLLOW_UP_DAYS = 30
 CSAT_SATISFIED = 4.0  # on the contract's 1-5 scale: 4 and 5 are satisfied
 TREND_TABLE_RUNS = 12
+TREND_DATA_RUNS = 24
 CLV_FLOOR = 1.0  # customers below it share the histogram's first bar
 VIP_VALUE_QUANTILE = 0.8  # only without the scorer's value tier: the top 20% by CLV
 GROUPINGS = {
@@ -79,6 +80,7 @@ GROUPINGS = {
     "dominant_channel": "Purchase channel (most orders)",
 }
 UNKNOWN = "unknown"
+CHANGES_FILES = ("changed_actions.parquet", "changes.parquet")
 
 
 class ReportError(ValueError):
@@ -173,9 +175,9 @@ def read_summary(run: Run, scores: pd.DataFrame) -> dict[str, Any]:
 
 
 def read_changes(run: Run) -> pd.DataFrame | None:
-    """The run's `changes.parquet` (customers whose action changed), when the batch wrote one."""
-    path = run.folder / "changes.parquet"
-    if not path.is_file():
+    """The customers whose action changed since the previous run, when the batch listed them."""
+    path = next((f for f in (run.folder / n for n in CHANGES_FILES) if f.is_file()), None)
+    if path is None:
         return None
     try:
         return pd.read_parquet(path)
@@ -480,12 +482,18 @@ def build_dashboard(
     frame = pd.DataFrame()
     summary: dict[str, Any] = {}
     rates: dict[str, float | None] = {}
+    # Each run's data figures build features three times: only the latest runs get them, so
+    # a year of nightly runs still renders in seconds.
+    with_data = {run.as_of for run in runs[-TREND_DATA_RUNS:]} if tables is not None else set()
     for run in runs:
         scores = read_scores(run)
         run_summary = read_summary(run, scores)
-        context = None if tables is None else customer_context(tables, run.as_of)
+        context: pd.DataFrame | None = None
+        run_rates: dict[str, float | None] = {}
+        if tables is not None and run.as_of in with_data:
+            context = customer_context(tables, run.as_of)
+            run_rates = retention_rates(tables, run.as_of)
         joined = with_context(scores, context)
-        run_rates = {} if tables is None else retention_rates(tables, run.as_of)
         figures = headline(joined, run_summary)
         trend_rows.append(
             {
@@ -1003,7 +1011,7 @@ def _actions_section(d: Dashboard) -> str:
     elif d.changes is not None:
         parts.append(
             f"<p>{number(len(d.changes))} customers' recommended action changed since the "
-            "previous run (changes.parquet).</p>"
+            "previous run.</p>"
         )
     parts.append("</section>")
     return "".join(parts)

@@ -422,3 +422,15 @@ def test_report_command(tmp_path: Path, shop_run: tuple[Path, Path]) -> None:
     wrong = runner.invoke(app, ["report", "--scores", str(scores_dir), "--out", "x.pdf"])
     assert wrong.exit_code == 2
     assert runner.invoke(app, ["report", "--help"]).exit_code == 0
+
+
+def test_data_figures_only_for_the_latest_runs(
+    shop_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.report
+
+    monkeypatch.setattr(serving.report, "TREND_DATA_RUNS", 1)
+    scores_dir, data = shop_run
+    trend = build_dashboard(scores_dir, data).trend
+    assert trend["retention_quarterly"].isna().tolist() == [True, False]
+    assert trend["customer_equity"].notna().all()
