@@ -503,4 +503,10 @@ def main(
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as a file or with -m, this module is `__main__`, whose functions Spark would ship by
+    # value (with an empty Scorer cache per task). Run the importable `serving.spark` instead;
+    # the repository root replaces this folder on the path (`spark-submit serving/spark.py`).
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+    from serving.spark import main as _main
+
+    raise SystemExit(_main())
