@@ -153,6 +153,15 @@ class VafaService:
     @bentoml.api(route="/status")
     def status(self) -> ModelStatus:
         """Which model serves, since when, and what went wrong at the last look, if anything."""
+        return self._status()
+
+    @bentoml.api(route="/reload")
+    def reload(self) -> ModelStatus:
+        """Check the champion alias now and swap to its version if it moved."""
+        self.holder.refresh()
+        return self._status()
+
+    def _status(self) -> ModelStatus:
         champion = self.holder.current
         store_ok = self._store_ok()
         return ModelStatus(
@@ -163,12 +172,6 @@ class VafaService:
             registry_error=self.holder.error,
             store_error=self.store_error,
         )
-
-    @bentoml.api(route="/reload")
-    def reload(self) -> ModelStatus:
-        """Check the champion alias now and swap to its version if it moved."""
-        self.holder.refresh()
-        return self.status()
 
 
 # The decorator returns a bentoml.Service; its stubs type it as the class.
