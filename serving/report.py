@@ -1023,7 +1023,7 @@ TREND_SERIES = {
     "expected_churn_rate": ("Expected churn rate", percent),
     "retention_quarterly": ("Retention, quarterly", percent),
     "repeat_purchase_rate": ("Repeat purchase rate", percent),
-    "nps": ("NPS", number),
+    "nps": ("NPS", lambda value: number(value, 1)),
     "customers": ("Customers", number),
 }
 
