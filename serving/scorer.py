@@ -155,9 +155,14 @@ class Scorer:
         read = [c for c in dict.fromkeys(wanted) if c in features.columns and c not in scores]
         scored = pd.concat([features[read], scores], axis=1)
         window = int(self.bundle.config["churn_window_days"])
-        thresholds = self._thresholds or SegmentThresholds.fit(
-            reference_population(scored, window), churn_window_days=window
-        )
+        if self._thresholds is not None:
+            thresholds = self._thresholds
+        elif scored.empty:  # nobody to segment, and no quantiles to take
+            thresholds = SegmentThresholds((0.0, 0.0), (0.0, 0.0), 0.0, churn_window_days=window)
+        else:
+            thresholds = SegmentThresholds.fit(
+                reference_population(scored, window), churn_window_days=window
+            )
         segmented = assign_segments(scored, thresholds)
         actions = recommend(segmented, self.policy)
         kept = [c for c in SEGMENT_COLUMNS if c in segmented.columns]

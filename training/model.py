@@ -25,7 +25,13 @@ MARGIN_PRIOR_ORDERS = 3.0
 def predict(
     booster: lgb.Booster, matrix: pd.DataFrame, num_threads: int = 0, **kwargs: Any
 ) -> np.ndarray:
-    """A booster's predictions as a float array (LightGBM's own return type is a union)."""
+    """A booster's predictions as a float array (LightGBM's own return type is a union).
+
+    LightGBM refuses an empty matrix; no customers is a legitimate input and gets no rows.
+    """
+    if len(matrix) == 0:
+        width = booster.num_feature() + 1 if kwargs.get("pred_contrib") else None
+        return np.zeros((0, width) if width else 0)
     return np.asarray(booster.predict(matrix, num_threads=num_threads, **kwargs), dtype=float)
 
 

@@ -213,3 +213,10 @@ def test_reasons_join_the_largest_first_and_skip_what_lowers_risk() -> None:
     assert shifted.tolist() == [""]
     first = model.texts(contributions[[0]], frame, k=1, rows=np.array([1]))
     assert first.tolist() == ["no NPS answer"]
+
+
+def test_no_customers_scores_to_no_rows(bundle: ModelBundle) -> None:
+    empty = customers().iloc[:0]
+    scores = Scorer(bundle, "7").score(empty, pd.Timestamp("2026-01-01"), reasons="all")
+    assert scores.empty
+    assert {"customer_id", "churn_probability", "reasons", "model_version"} <= set(scores.columns)

@@ -23,16 +23,13 @@ from tests.serving.test_report import make_runs
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
 )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs chromium (`make unit` installs it when run as root)"
-)
 ACCENT = np.array([0x2F, 0x6F, 0x9F])  # the bars' colour
 CONSOLE = re.compile(r"CONSOLE[:(]")
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run headless chromium on a local page; console messages go to stderr."""
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, "needs chromium: `make unit` installs it (apt-get, as root)"
     return subprocess.run(
         [
             CHROMIUM,
