@@ -41,6 +41,7 @@ from serving.scorer import Scorer
 log = logging.getLogger("vafa.service")
 
 TOKEN_ENV, TOKEN_FILE_ENV = "VAFA_API_TOKEN", "VAFA_API_TOKEN_FILE"
+INSECURE_ENV = "VAFA_ALLOW_INSECURE"
 MAX_BODY_ENV, POLL_ENV = "VAFA_MAX_REQUEST_BYTES", "VAFA_MODEL_POLL_SECONDS"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_POLL_SECONDS = 30.0
@@ -66,6 +67,7 @@ class ServiceConfig:
 
     Attributes:
         token: the bearer token every non-health request needs; None = no authentication.
+        insecure: without a token, answer other machines too (else only loopback clients).
         max_request_bytes: larger request bodies get 413.
         poll_seconds: how often the champion alias is checked; 0 = only on `/reload`.
         tracking_uri: the MLflow registry holding the champion.
@@ -75,6 +77,7 @@ class ServiceConfig:
     token: str | None
     tracking_uri: str
     store_url: str
+    insecure: bool = False
     max_request_bytes: int = DEFAULT_MAX_BODY
     poll_seconds: float = DEFAULT_POLL_SECONDS
 
@@ -91,6 +94,7 @@ class ServiceConfig:
         settings = Settings.from_env(dict(env))
         return cls(
             token=_token(env),
+            insecure=env.get(INSECURE_ENV, "").lower() in ("1", "true", "yes"),
             tracking_uri=settings.tracking_uri,
             store_url=settings.store_url,
             max_request_bytes=int(_number(env, MAX_BODY_ENV, DEFAULT_MAX_BODY, minimum=1024)),
@@ -496,13 +500,17 @@ class ScoringQueue:
 class Guard:
     """ASGI middleware: bearer token on all but health and metrics, and the body-size limit.
 
-    The token is compared in constant time; neither it nor any body is logged.
+    The token is compared in constant time; neither it nor any body is logged. Without a
+    token, only clients on this machine are answered unless the service was told it may run
+    insecure: that holds however the server was started (`vafa serve` checks the address
+    before binding; a Bento container's `bentoml serve` binds 0.0.0.0).
     """
 
     def __init__(self, app: ASGIApp, config: ServiceConfig | None = None) -> None:
         self.app = app
         config = config or ServiceConfig.from_env()
         self.token = None if config.token is None else config.token.encode()
+        self.insecure = config.insecure
         self.max_bytes = config.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -511,7 +519,17 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self.token is not None and scope.get("path", "") not in OPEN_PATHS:
+        guarded = scope.get("path", "") not in OPEN_PATHS
+        client = (scope.get("client") or ("",))[0]
+        if guarded and self.token is None and not self.insecure and not is_loopback(client):
+            await _reply(
+                send,
+                403,
+                f"no token is configured, so only this machine is served: set {TOKEN_ENV} "
+                f"or {TOKEN_FILE_ENV} (or {INSECURE_ENV}=1)",
+            )
+            return
+        if self.token is not None and guarded:
             scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 await _reply(

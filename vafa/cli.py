@@ -699,6 +699,8 @@ def serve(
         sys.exit(EXIT_USAGE)
     overrides = {"services": {"vafa": {"workers": workers}}}
     env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
+    if insecure:
+        env["VAFA_ALLOW_INSECURE"] = "1"
     args = ["serving.service:VafaService", "--host", host, "--port", str(port)]
     command = [sys.executable, "-m", "bentoml", "serve", *args, "--working-dir", str(REPO_ROOT)]
     # The server replaces this process: signals and the exit code are the server's own.

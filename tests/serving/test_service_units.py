@@ -1,0 +1,284 @@
+"""The online service's parts without a server: champion swaps and failures, settings, tables."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.online import (
+    Champion,
+    ChampionHolder,
+    ConfigError,
+    ServiceConfig,
+    check_bind,
+    describe,
+    is_loopback,
+    request_tables,
+)
+from serving.online_schema import EXAMPLE_REQUEST, CustomerHistory, duplicate_ids
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+class FakeRegistry:
+    """An alias that moves, a registry that can go away, and versions that may not load."""
+
+    def __init__(self) -> None:
+        self.version = "1"
+        self.down = False
+        self.broken: set[str] = set()
+        self.loads = 0
+
+    def resolve(self, alias: str) -> str:
+        if self.down:
+            raise ConnectionError("http://user:hunter2@mlflow:5000 refused the connection")
+        return self.version
+
+    def load(self, alias: str) -> Champion:
+        self.loads += 1
+        if self.version in self.broken:
+            raise ValueError("corrupt model file")
+        return Champion(scorer=object(), version=self.version, loaded_at=None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def holder(registry: FakeRegistry) -> ChampionHolder:
+    return ChampionHolder(poll_seconds=0, resolve=registry.resolve, load=registry.load)
+
+
+def test_swaps_when_the_alias_moves_and_only_then(
+    holder: ChampionHolder, registry: FakeRegistry
+) -> None:
+    assert holder.refresh() is True and holder.current is not None
+    first = holder.current
+    assert holder.refresh() is False and holder.current is first and registry.loads == 1
+    registry.version = "2"
+    assert holder.refresh() is True
+    assert holder.current is not None and holder.current.version == "2"
+    assert first.version == "1"  # a request holding the old one keeps a whole, unchanged model
+
+
+def test_registry_unreachable_keeps_serving_and_says_so(
+    holder: ChampionHolder, registry: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder.refresh()
+    registry.down = True
+    assert holder.refresh() is False
+    assert holder.current is not None and holder.current.version == "1"
+    assert holder.error is not None and "registry" in holder.error
+    assert "hunter2" not in holder.error and "hunter2" not in caplog.text
+    assert "keeping version 1" in caplog.text
+    registry.down = False
+    holder.refresh()
+    assert holder.error is None
+
+
+def test_a_model_that_fails_to_load_is_not_served(
+    holder: ChampionHolder, registry: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder.refresh()
+    registry.version, registry.broken = "2", {"2"}
+    assert holder.refresh() is False
+    assert holder.current is not None and holder.current.version == "1"
+    assert holder.error is not None and "version 2 failed to load" in holder.error
+
+
+def test_without_any_model_it_waits_instead_of_failing(
+    holder: ChampionHolder, registry: FakeRegistry
+) -> None:
+    registry.down = True
+    assert holder.refresh() is False and holder.current is None
+    registry.down = False
+    assert holder.refresh() is True and holder.current is not None
+
+
+def test_readers_always_see_a_whole_champion(registry: FakeRegistry) -> None:
+    holder = ChampionHolder(poll_seconds=0, resolve=registry.resolve, load=registry.load)
+    holder.refresh()
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            current = holder.current
+            seen.append(isinstance(current, Champion) and current.version in {"1", "2", "3"})
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for version in ("2", "3", "2"):
+        registry.version = version
+        holder.refresh()
+    done.set()
+    reader.join()
+    assert seen and all(seen)
+
+
+def test_polling_follows_the_alias(registry: FakeRegistry) -> None:
+    holder = ChampionHolder(poll_seconds=0.05, resolve=registry.resolve, load=registry.load)
+    holder.refresh()
+    holder.start()
+    try:
+        registry.version = "2"
+        for _ in range(100):
+            if holder.current is not None and holder.current.version == "2":
+                break
+            threading.Event().wait(0.05)
+        assert holder.current is not None and holder.current.version == "2"
+    finally:
+        holder.stop()
+
+
+def test_describe_masks_passwords() -> None:
+    text = describe(RuntimeError("cannot reach postgresql://vafa:s3cret@db/scores\nmore"))
+    assert text == "RuntimeError: cannot reach postgresql://vafa:***@db/scores"
+
+
+# --- settings and binding ----------------------------------------------------------------------
+
+
+def test_token_from_the_variable_or_a_file(tmp_path: Path) -> None:
+    assert ServiceConfig.from_env({"VAFA_API_TOKEN": "abc"}).token == "abc"
+    assert ServiceConfig.from_env({}).token is None
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    assert ServiceConfig.from_env({"VAFA_API_TOKEN_FILE": str(token)}).token == "from-file"
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"VAFA_API_TOKEN": "a", "VAFA_API_TOKEN_FILE": "/x"}, "not both"),
+        ({"VAFA_API_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
+        ({"VAFA_MODEL_POLL_SECONDS": "soon"}, "must be a number"),
+        ({"VAFA_MAX_REQUEST_BYTES": "10"}, "at least"),
+    ],
+)
+def test_inconsistent_settings_stop_the_start(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServiceConfig.from_env(env)
+
+
+def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        ServiceConfig.from_env({"VAFA_API_TOKEN_FILE": str(tmp_path / "token")})
+
+
+@pytest.mark.parametrize(
+    "host,loopback",
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
+     ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.org", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_binding_beyond_loopback_needs_a_token_or_explicit_insecurity() -> None:
+    check_bind("127.0.0.1", None, insecure=False)
+    check_bind("0.0.0.0", "token", insecure=False)
+    check_bind("0.0.0.0", None, insecure=True)
+    with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0"):
+        check_bind("0.0.0.0", None, insecure=False)
+
+
+def test_vafa_serve_refuses_an_open_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vafa.cli import app
+
+    monkeypatch.delenv("VAFA_API_TOKEN", raising=False)
+    monkeypatch.delenv("VAFA_API_TOKEN_FILE", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "refusing to listen on 0.0.0.0" in result.output
+
+
+# --- requests to tables ------------------------------------------------------------------------
+
+
+def _customer(**fields: Any) -> CustomerHistory:
+    return CustomerHistory.model_validate(
+        {"customer_id": "x", "transactions": [{"ts": "2026-01-01", "amount": 5}], **fields}
+    )
+
+
+def test_tables_and_columns_are_present_as_a_data_folder_would_have_them() -> None:
+    without = request_tables([_customer()], ["k"])
+    assert without.events is None and without.customers is None
+    assert list(without.transactions.columns) == ["customer_id", "ts", "amount"]
+    empty = request_tables([_customer(events=[], profile=None)], ["k"])
+    assert empty.events is not None and len(empty.events) == 0
+    assert empty.customers is not None and len(empty.customers) == 0
+    with_margin = _customer(transactions=[{"ts": "2026-01-01", "amount": 5, "margin": None}])
+    tables = request_tables([with_margin, _customer()], ["a", "b"])
+    assert "margin" in tables.transactions.columns  # one row gave it, so the table has it
+    assert tables.transactions["customer_id"].tolist() == ["a", "b"]
+    assert str(tables.transactions["ts"].dtype) == "datetime64[us]"
+
+
+def test_zoned_timestamps_become_naive_utc() -> None:
+    customer = _customer(transactions=[{"ts": "2026-01-01T03:00:00+03:30", "amount": 1}])
+    tables = request_tables([customer], ["k"])
+    assert str(tables.transactions["ts"].iloc[0]) == "2025-12-31 23:30:00"
+
+
+def test_duplicate_ids_are_found() -> None:
+    customers = [_customer(), _customer(customer_id="y"), _customer()]
+    assert duplicate_ids(customers) == [2]
+
+
+def test_the_readme_curl_body_is_the_example_request() -> None:
+    """The README's example is the one the tests send and the start-up check scores."""
+    import json
+
+    text = README.read_text()
+    section = text[text.index("## Online scoring") :]
+    body = re.search(r"<<'JSON'\n(.*?)\nJSON", section, re.DOTALL)
+    assert body is not None
+    assert json.loads(body.group(1)) == EXAMPLE_REQUEST
+
+
+# --- the guard ---------------------------------------------------------------------------------
+
+
+def _call(guard_config: ServiceConfig, client: str, path: str = "/score") -> int:
+    """Status of one request through the guard (the app behind it answers 200)."""
+    import asyncio
+
+    from serving.online import Guard
+
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "client": (client, 5000), "headers": []}
+    asyncio.run(Guard(app, guard_config)(scope, receive, send))
+    return int(sent[0]["status"])
+
+
+def test_without_a_token_only_this_machine_is_served() -> None:
+    open_config = ServiceConfig(token=None, tracking_uri="", store_url="")
+    assert _call(open_config, "127.0.0.1") == 200
+    assert _call(open_config, "10.0.0.5") == 403
+    assert _call(open_config, "10.0.0.5", "/readyz") == 200
+    insecure = ServiceConfig(token=None, tracking_uri="", store_url="", insecure=True)
+    assert _call(insecure, "10.0.0.5") == 200
+    with_token = ServiceConfig(token="t", tracking_uri="", store_url="")
+    assert _call(with_token, "10.0.0.5") == 401
