@@ -225,6 +225,8 @@ class ChampionHolder:
         self._thread: threading.Thread | None = None
         self.last_check: dt.datetime | None = None
         self.error: str | None = None
+        self.swaps = 0
+        self.failures = 0
 
     @property
     def current(self) -> Champion | None:
@@ -249,6 +251,7 @@ class ChampionHolder:
                 return self._failed(f"model version {version} failed to load: {describe(exc)}")
             self._current = loaded  # one reference assignment: the swap is atomic
             self.error = None
+            self.swaps += 1
             log.info(
                 "serving model version %s (was %s)",
                 loaded.version,
@@ -258,6 +261,7 @@ class ChampionHolder:
 
     def _failed(self, message: str) -> bool:
         self.error = message
+        self.failures += 1
         current = self._current
         kept = "no model loaded" if current is None else f"keeping version {current.version}"
         log.warning("%s; %s", message, kept)
@@ -277,6 +281,23 @@ class ChampionHolder:
     def stop(self) -> None:
         """End the polling thread."""
         self._stop.set()
+
+    def metrics(self) -> str:
+        """Prometheus text: the version served, swaps and failed looks at the registry."""
+        current = self._current
+        served = "" if current is None else f'{{version="{current.version}"}}'
+        lines = [
+            "# HELP vafa_model_loaded 1 when a model serves, labelled with its version.",
+            "# TYPE vafa_model_loaded gauge",
+            f"vafa_model_loaded{served} {0 if current is None else 1}",
+            "# HELP vafa_model_swaps_total Model versions loaded since start.",
+            "# TYPE vafa_model_swaps_total counter",
+            f"vafa_model_swaps_total {self.swaps}",
+            "# HELP vafa_registry_failures_total Failed registry checks or model loads.",
+            "# TYPE vafa_registry_failures_total counter",
+            f"vafa_registry_failures_total {self.failures}",
+        ]
+        return "\n".join(lines) + "\n"
 
 
 # --- requests to feature tables ----------------------------------------------------------------

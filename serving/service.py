@@ -120,6 +120,10 @@ class VafaService:
         store_ok = self._store_ok()
         return self.holder.current is not None and store_ok
 
+    def __metrics__(self, content: str) -> str:
+        """BentoML's request metrics plus the served model version and registry trouble."""
+        return content + self.holder.metrics()
+
     @bentoml.api(route="/score")
     async def score(self, customers: Customers, as_of: AsOf = None) -> ScoreResponse:
         """Score customers from their own rows, as the nightly batch would as of `as_of`."""

@@ -160,6 +160,7 @@ def test_metrics_count_requests(server: Server, client: httpx.Client) -> None:
     client.post("/score", json=EXAMPLE_REQUEST)
     metrics = httpx.get(server.url + "/metrics").text
     assert 'endpoint="/score"' in metrics
+    assert f'vafa_model_loaded{{version="{server.observed["version"]}"}} 1' in metrics
 
 
 # --- scoring -----------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ def test_registry_unreachable_keeps_serving_and_says_so(
     registry.down = False
     holder.refresh()
     assert holder.error is None
+    metrics = holder.metrics()
+    assert 'vafa_model_loaded{version="1"} 1' in metrics
+    assert "vafa_registry_failures_total 1" in metrics and "vafa_model_swaps_total 1" in metrics
 
 
 def test_a_model_that_fails_to_load_is_not_served(
