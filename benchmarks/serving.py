@@ -253,9 +253,10 @@ def main() -> None:
             http_batch = asyncio.run(load(url, batches, 2, "HTTP batch of 100, concurrency 2"))
         finally:
             stop(process)
-        from serving.online import load_champion
+        from serving.online import load_champion, settle_memory
 
         champion = load_champion("champion")
+        settle_memory()  # as the service does after loading a model
         in_process(champion, single[:20], "warm-up")
         limit = in_process(champion, single, "in-process single (the limit)")
         limit_batch = in_process(champion, batches, "in-process batch of 100 (the limit)")

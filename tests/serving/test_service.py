@@ -203,7 +203,7 @@ def test_scores_over_http_equal_the_batch_scorer(server: Server, client: httpx.C
     as_of = pd.Timestamp("2026-09-01")
     features = build_features(tables, as_of, event_types=result.bundle.spec.event_types)
     expected = Scorer(result.bundle, body["model_version"], num_threads=1).score(
-        features[features["customer_id"].isin(ids)].reset_index(drop=True), as_of, reasons="all"
+        features[features["customer_id"].isin(ids)].reset_index(drop=True), as_of
     )
     online = pd.DataFrame(body["scores"]).set_index("customer_id").sort_index()
     expected = expected.set_index("customer_id").sort_index()
