@@ -35,6 +35,8 @@ from features.io import (  # noqa: E402  # noqa: E402
     write_tables,
 )
 from features.schema import Tables, to_timestamp  # noqa: E402
+from serving.batch import DEFAULT_CHUNK_CUSTOMERS  # noqa: E402
+from serving.monitoring import DRIFT_THRESHOLD, FreshnessRules  # noqa: E402
 from training.train import TrainOptions  # noqa: E402
 
 if TYPE_CHECKING:
@@ -436,14 +438,14 @@ def score(
     chunk_customers: Annotated[
         int,
         typer.Option("--chunk-customers", min=1, help="Customers scored at once (bounds memory)."),
-    ] = 200_000,
+    ] = DEFAULT_CHUNK_CUSTOMERS,
     drift_threshold: Annotated[
         float, typer.Option("--drift-threshold", min=0, help="PSI above which drift is flagged.")
-    ] = 0.25,
+    ] = DRIFT_THRESHOLD,
     stale_days: Annotated[
         float,
         typer.Option("--stale-days", min=0, help="Flag tables whose latest row is older."),
-    ] = 2.0,
+    ] = FreshnessRules.max_lag_days,
     fail_on_drift: Annotated[
         bool, typer.Option("--fail-on-drift", help=f"Exit {EXIT_DRIFT} when drift is flagged.")
     ] = False,
@@ -462,7 +464,6 @@ def score(
     --fail-on-drift, 5 stale data with --fail-on-stale (4 and 5 still publish the scores).
     """
     from serving.batch import BatchOptions
-    from serving.monitoring import FreshnessRules
 
     options = BatchOptions(
         chunk_customers=chunk_customers,

@@ -126,6 +126,14 @@ def test_rerun_of_a_date_replaces_it_exactly(
     # The re-run compares with no earlier date, never with itself.
     assert second.summary["changes"]["previous_as_of"] is None
 
+    doubled = tables.transactions.assign(amount=tables.transactions["amount"] * 2)
+    third = run_batch(replace(tables, transactions=doubled), AS_OF, scorer, tmp_path / "out", store)
+    assert_frame_equal(pd.read_parquet(third.folder / "scores.parquet"), third.scores)
+    assert not third.scores["clv"].equals(saved["clv"])
+    one = third.scores.iloc[0]
+    (stored,) = store.lookup([one["customer_id"]]).found
+    assert stored["clv"] == pytest.approx(one["clv"]) and store.count() == len(saved)
+
 
 def test_store_holds_the_runs_rows(tables: Tables, scorer: Scorer, tmp_path: Path) -> None:
     store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")

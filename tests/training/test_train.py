@@ -242,3 +242,19 @@ def test_tracking_against_a_real_mlflow_server(trained: TrainResult, tmp_path) -
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_bundle_carries_the_reference_of_its_population(
+    tables: Tables, trained: TrainResult, tmp_path
+) -> None:
+    reference = trained.bundle.reference
+    assert reference is not None and reference["as_of"] == str(AS_OF.date())
+    features = build_features(tables, AS_OF)
+    assert reference["customers"] == len(features)
+    assert set(trained.bundle.spec.columns) <= set(reference["features"])
+    assert {"churn_probability", "predicted_spend", "clv"} <= set(reference["scores"])
+    for hist in reference["features"].values():
+        assert sum(hist["shares"]) == pytest.approx(1.0, abs=1e-4)
+    from training.model import ModelBundle
+
+    assert ModelBundle.load(trained.bundle.save(tmp_path / "b")).reference == reference
