@@ -631,7 +631,8 @@ async def _reply(
 class HideRequestData(logging.Filter):
     """Drop the traceback of a rejected request body: pydantic's text would quote its values.
 
-    The client gets the field-by-field errors in the 400 response; the log keeps the line.
+    The client gets the field-by-field errors in the 400 response; the log keeps one line, at
+    INFO: a client's mistake is no server error to alert on.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -641,4 +642,5 @@ class HideRequestData(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], ValidationError):
             record.exc_info = None
             record.msg = f"{record.msg} (invalid request body; details sent to the client)"
+            record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -343,6 +343,8 @@ def test_logs_hold_no_customer_data_or_token(server: Server, client: httpx.Clien
     log = server.log.read_text(errors="replace")
     for needle in (secret_id, "secret-amount-93", TOKEN, "guess-55"):
         assert needle not in log, needle
+    rejected = [line for line in log.splitlines() if "invalid request body" in line]
+    assert rejected and all("[INFO]" in line for line in rejected)
 
 
 # --- lookup ------------------------------------------------------------------------------------
