@@ -99,6 +99,28 @@ def test_chunked_run_equals_one_pass(tables: Tables, scorer: Scorer) -> None:
     assert whole.scores["customer_id"].is_monotonic_increasing
 
 
+def test_rows_on_or_after_the_date_change_nothing(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    tx, ev = tables.transactions, tables.events
+    late = tx.head(300).assign(ts=AS_OF + pd.Timedelta(hours=1), amount=1e6)
+    late_events = ev.head(300).assign(ts=AS_OF, event="complaint")
+    future = replace(
+        tables,
+        transactions=pd.concat([tx, late], ignore_index=True),
+        events=pd.concat([ev, late_events], ignore_index=True),
+    )
+    clean = run_batch(
+        tables, AS_OF, scorer, tmp_path / "a", None, BatchOptions(chunk_customers=150)
+    )
+    dirty = run_batch(
+        future, AS_OF, scorer, tmp_path / "b", None, BatchOptions(chunk_customers=150)
+    )
+    assert_frame_equal(dirty.scores, clean.scores)
+    assert dirty.summary["drift"] == clean.summary["drift"]
+    assert dirty.summary["freshness"] == clean.summary["freshness"]
+
+
 def test_buckets_keep_every_row_of_a_customer_together(tables: Tables) -> None:
     parts = list(split_by_customer(tables, 100).tables())
     assert len(parts) == 4
