@@ -131,18 +131,20 @@ def score_all(
     timings = {"split_seconds": time.perf_counter() - started}
     event_types = scorer.bundle.spec.event_types or None
     frames: list[pd.DataFrame] = []
-    features_s = scoring_s = 0.0
+    features_s = drift_s = scoring_s = 0.0
     for index, part in enumerate(_progress(parts.tables(), parts.count), start=1):
         tick = time.perf_counter()
         features = build_features(part, as_of, event_types=event_types)
+        built = time.perf_counter()
         if on_features is not None:
             on_features(features)
-        built = time.perf_counter()
+        counted = time.perf_counter()
         frames.append(scorer.score(features, as_of))
         done = time.perf_counter()
         del features, part
         features_s += built - tick
-        scoring_s += done - built
+        drift_s += counted - built
+        scoring_s += done - counted
         if parts.count > 1:
             log.debug(
                 "chunk %d/%d: %d customers in %.1f s",
@@ -155,6 +157,7 @@ def score_all(
     scores = frames[0] if len(frames) == 1 else _in_id_order(frames)
     timings |= {
         "features_seconds": features_s,
+        "drift_seconds": drift_s,
         "scoring_seconds": scoring_s,
         "merge_seconds": time.perf_counter() - tick,
     }
