@@ -164,7 +164,23 @@ def score_all(
     return Scored(scores, timings, parts.count)
 
 
-ENGINES: dict[str, Engine] = {"local": score_all}
+def _spark(
+    tables: Tables,
+    as_of: pd.Timestamp,
+    scorer: Scorer,
+    *,
+    chunk_customers: int | None = None,
+    on_features: FeatureSink | None = None,
+) -> Scored:
+    """Spark (and its JVM) is imported only by the runs that ask for it."""
+    from serving.spark import spark_engine
+
+    return spark_engine(
+        tables, as_of, scorer, chunk_customers=chunk_customers, on_features=on_features
+    )
+
+
+ENGINES: dict[str, Engine] = {"local": score_all, "spark": _spark}
 
 
 def engine_for(name: str) -> Engine:

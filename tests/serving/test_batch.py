@@ -366,5 +366,5 @@ def test_unknown_engine_is_a_usage_error(
     tables: Tables, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = write_data(tables, tmp_path / "data")
-    args = ["score", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "spark"]
+    args = ["score", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "dask"]
     assert vafa_run(args, monkeypatch) == 2

@@ -139,3 +139,30 @@ def test_a_bundle_without_segment_thresholds_is_refused(
 
     with pytest.raises(ValueError, match="segment thresholds"):
         score_with_spark(spark, folder, AS_OF, bare, "7")
+
+
+def test_vafa_score_engine_spark_publishes_what_the_local_engine_does(
+    spark: SparkSession, folder: Path, bundle: ModelBundle, tmp_path: Path
+) -> None:
+    from serving.batch import BatchOptions, run_batch
+    from serving.store import ScoreStore
+
+    loaded = load_tables(folder).tables
+    scorer = Scorer(bundle, "7", num_threads=1)
+    runs = {}
+    for engine in ("local", "spark"):
+        store = ScoreStore(f"sqlite:///{tmp_path / engine}.db")
+        options = BatchOptions(engine=engine, chunk_customers=200)
+        runs[engine] = run_batch(loaded, AS_OF, scorer, tmp_path / engine, store, options)
+        assert store.count() == len(runs[engine].scores)
+    local, remote = runs["local"], runs["spark"]
+    assert remote.summary["engine"] == "spark"
+    written = pd.read_parquet(remote.folder / "scores.parquet")
+    assert_frame_equal(written, comparable(local.scores), check_dtype=False, rtol=1e-9, atol=1e-9)
+    # Feature drift comes from one hash bucket on the driver; score drift from everyone.
+    assert set(remote.summary["drift"]["features_psi"]) == set(
+        local.summary["drift"]["features_psi"]
+    )
+    assert remote.summary["drift"]["scores_psi"] == pytest.approx(
+        local.summary["drift"]["scores_psi"], abs=1e-9
+    )
