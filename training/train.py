@@ -60,10 +60,20 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+MAX_DEPTH = 6  # see suggest_params
+
+
 def suggest_params(trial: optuna.Trial, objective: str) -> dict[str, Any]:
-    """The search space, in one place: LightGBM parameters for one trial."""
+    """The search space, in one place: LightGBM parameters for one trial.
+
+    Depth is capped at 6: reasons are TreeSHAP values, whose cost grows with leaves times
+    depth squared. Leaf-wise trees left uncapped grew 14 deep on average (25 at most), which
+    made TreeSHAP 5-8x slower than at depth 6. On 20k generated customers with 8 trials the
+    cap changed validation ROC-AUC from 0.9677 to 0.9675 and Brier from 0.0680 to 0.0682.
+    """
     params: dict[str, Any] = {
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, MAX_DEPTH),
         "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
