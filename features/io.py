@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -345,6 +345,10 @@ def _load(data_dir: Path, quarantine_dir: Path | None) -> tuple[Tables | None, V
         if not report.row_counts[name]:
             report.add(Problem("warning", "the table has no rows", table=name, path=str(raw.path)))
         frames[name] = frame
+        if not any(issue.mask.any() for issue in issues):
+            # Raw values are only read to show and quarantine bad rows: with none, free them
+            # now rather than hold every table twice (20M rows take gigabytes).
+            raw = replace(raw, data=raw.data.slice(0, 0))
         pending.append((name, raw, issues, blank))
 
     # Row problems are only quarantinable when the folder is otherwise loadable.
