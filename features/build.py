@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,15 +129,24 @@ def _default_types(events: pd.DataFrame, names: Codes, as_of: datetime) -> list[
 def _frame(columns: Columns, present: np.ndarray, customers: pa.Array) -> pd.DataFrame:
     """The rows of the customers present, in code (so id) order, with the final dtypes.
 
-    The arrays become the frame's columns as they are (no consolidating copy): with every
-    customer present, the features are never copied at all.
+    Each column is made in its final dtype as its rows are taken (float arrays as they are,
+    no consolidating copy: with every customer present, the numbers are never copied at
+    all). A frame-wide `astype` afterwards would cost a fixed ~50 us a column: most of the
+    time of a one-customer call.
     """
     rows = None if present.all() else np.flatnonzero(present)
     data = {ID: labels(customers, np.arange(len(customers)) if rows is None else rows)}
     for name in list(columns):
         values = columns.pop(name)  # dropped as soon as its rows are taken
-        data[name] = values if rows is None else values[rows]
-    return _finish_types(pd.DataFrame(data, copy=False))
+        data[name] = _final(name, values if rows is None else values[rows])
+    return pd.DataFrame(data, copy=False)
+
+
+def _final(name: str, values: Any) -> Any:
+    """A feature column in its final dtype: categorical labels or float64 numbers."""
+    if name in CATEGORICAL_FEATURES:
+        return pd.Categorical(values)
+    return np.asarray(values, dtype=np.float64)
 
 
 def _finish_types(frame: pd.DataFrame) -> pd.DataFrame:

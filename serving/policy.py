@@ -46,10 +46,12 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import yaml
 
@@ -69,6 +71,7 @@ OUTPUT_COLUMNS = (
     "triggers",
 )
 MISSING_TEXT = "n/a"
+Texts = npt.NDArray[np.object_]
 
 
 class PolicyError(ValueError):
@@ -80,16 +83,28 @@ class PolicyError(ValueError):
 
 
 class _Data:
-    """Column access for the triggers: numbers as float arrays (NaN when absent), labels."""
+    """Column access for the triggers: numbers as float arrays (NaN when absent), labels.
+
+    One per frame and call: each column is read once however many triggers, rules and
+    reasons look at it (a fixed cost per read that dominates small requests).
+    """
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self.n = len(frame)
+        self._numbers: dict[str, np.ndarray] = {}
 
     def number(self, name: str) -> np.ndarray:
-        if name not in self.frame.columns:
-            return np.full(self.n, np.nan)
-        return self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        """The column as floats; shared by every caller, so read-only."""
+        values = self._numbers.get(name)
+        if values is None:
+            if name not in self.frame.columns:
+                values = np.full(self.n, np.nan)
+            else:
+                values = self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            values.flags.writeable = False
+            self._numbers[name] = values
+        return values
 
     def isin(self, name: str, allowed: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
         if name not in self.frame.columns:
@@ -97,6 +112,12 @@ class _Data:
                 f"the policy needs column {name!r}: run serving.segments.assign_segments first"
             )
         column = self.frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            levels = column.cat.categories.tolist()
+            if set(levels) <= set(vocabulary):
+                # The values are known without reading them: one test per level, not per row.
+                wanted = [code for code, level in enumerate(levels) if level in allowed]
+                return np.isin(column.cat.codes.to_numpy(), wanted)
         unknown = set(column.dropna().unique()) - set(vocabulary)
         if unknown:
             raise ValueError(
@@ -351,8 +372,9 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Template = tuple[tuple[str, str | None, str], ...]
 
 
+@lru_cache(maxsize=1024)
 def parse_template(text: str) -> Template:
-    """A reason template as (literal, column or None, format spec) parts.
+    """A reason template as (literal, column or None, format spec) parts (parsed once per text).
 
     Raises:
         ValueError: a field that is not `{column}` or `{column:spec}`, or a bad spec.
@@ -620,44 +642,42 @@ def _format_column(values: np.ndarray, spec: str) -> np.ndarray:
     return out
 
 
-def _render(parts: Template, data: _Data, rows: np.ndarray) -> pd.Series:
+def _render(parts: Template, data: _Data, rows: np.ndarray) -> Texts:
     """A template's text for the given row positions, built column by column."""
-    text: pd.Series | str = ""
+    text = np.full(rows.size, "", dtype=object)
     for literal, name, spec in parts:
-        text = text + literal
+        if literal:
+            text += literal
         if name is not None:
-            values = _format_column(data.number(name)[rows], spec)
-            text = text + pd.Series(values, index=rows, dtype="str")
-    if isinstance(text, str):
-        return pd.Series(text, index=rows, dtype="str")
+            text += _format_column(data.number(name)[rows], spec)
     return text
 
 
-def _why_no_discount(data: _Data, rule: DiscountRule, rows: np.ndarray) -> pd.Series:
+_SEEKER = "{discount_order_share:.0%} of orders discounted, non-price care"
+_NEW = "new customer ({tenure_days:.0f} days)"
+
+
+def _why_no_discount(data: _Data, rule: DiscountRule, rows: np.ndarray) -> Texts:
     tenure = data.number("tenure_days")[rows]
     share = data.number("discount_order_share")[rows]
     with np.errstate(invalid="ignore"):
         new = ~(tenure >= rule.min_tenure_days)
         seeker = share >= rule.seeker_share
-    why = pd.Series("no loyalty, payment or referral record yet", index=rows, dtype="str")
-    seeker_rows = rows[seeker & ~new]
-    if seeker_rows.size:
-        why.loc[seeker_rows] = _render(
-            parse_template("{discount_order_share:.0%} of orders discounted, non-price care"),
-            data,
-            seeker_rows,
-        )
-    new_rows = rows[new]
-    if new_rows.size:
-        why.loc[new_rows] = _render(
-            parse_template("new customer ({tenure_days:.0f} days)"), data, new_rows
-        )
+    why = np.full(rows.size, "no loyalty, payment or referral record yet", dtype=object)
+    seeker &= ~new
+    if seeker.any():
+        why[seeker] = _render(parse_template(_SEEKER), data, rows[seeker])
+    if new.any():
+        why[new] = _render(parse_template(_NEW), data, rows[new])
     return why
 
 
 def discount_eligible(scored: pd.DataFrame, rule: DiscountRule) -> np.ndarray:
     """Whether each customer deserves a discount (see the module docstring); never mutates."""
-    data = _Data(scored)
+    return _eligible(_Data(scored), rule)
+
+
+def _eligible(data: _Data, rule: DiscountRule) -> np.ndarray:
     tenure = data.number("tenure_days")
     days = data.number("n_purchase_days")
     with np.errstate(invalid="ignore"):
@@ -673,23 +693,29 @@ def discount_eligible(scored: pd.DataFrame, rule: DiscountRule) -> np.ndarray:
 
 def preferred_channels(scored: pd.DataFrame, policy: Policy) -> np.ndarray:
     """The channel each customer answers most (see the module docstring), as text."""
-    data = _Data(scored)
+    return _preferred(_Data(scored), policy)
+
+
+def _preferred(data: _Data, policy: Policy) -> np.ndarray:
     names = list(policy.responses)
     if not names:
-        return np.full(len(scored), policy.default_channel, dtype=object)
-    score = np.zeros((len(scored), len(names)))
+        return np.full(data.n, policy.default_channel, dtype=object)
+    score = np.zeros((data.n, len(names)))
     for j, weights in enumerate(policy.responses.values()):
         for column, weight in weights.items():
             score[:, j] += weight * np.nan_to_num(data.number(column), nan=0.0)
     best = np.argmax(score, axis=1)  # the first maximum: ties go to the channel listed first
-    answered = score[np.arange(len(scored)), best] > 0
+    answered = score[np.arange(data.n), best] > 0
     labels = np.array(names, dtype=object)
     return np.where(answered, labels[best], policy.default_channel)
 
 
 def evaluate_triggers(scored: pd.DataFrame, policy: Policy) -> dict[str, np.ndarray]:
     """Each configured trigger's boolean array over the rows of `scored`."""
-    data = _Data(scored)
+    return _fire(_Data(scored), policy)
+
+
+def _fire(data: _Data, policy: Policy) -> dict[str, np.ndarray]:
     return {name: TRIGGERS[name].fire(data, params) for name, params in policy.triggers.items()}
 
 
@@ -733,8 +759,8 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         raise ValueError(f"the scored frame has no {ID!r} column")
     n = len(scored)
     data = _Data(scored)
-    fired = evaluate_triggers(scored, policy)
-    eligible = discount_eligible(scored, policy.discount)
+    fired = _fire(data, policy)
+    eligible = _eligible(data, policy.discount)
 
     action_index = {name: i for i, name in enumerate(policy.actions)}
     default = action_index[policy.default_action]
@@ -761,22 +787,20 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         by_rule[hit] = i
         open_ &= ~hit
 
-    # Each row gets exactly one reason: render per rule, then put the pieces in row order.
-    pieces = [pd.Series([], dtype="str")]
+    # Each row gets exactly one reason, rendered for all the rows of its rule at once.
+    reason = np.empty(n, dtype=object)
     for i in range(-1, len(policy.rules)):
         template = parse_template(policy.default_reason if i < 0 else policy.rules[i].reason)
         mine = by_rule == i
         rows = np.flatnonzero(mine & ~fell_back)
         if rows.size:
-            pieces.append(_render(template, data, rows))
+            reason[rows] = _render(template, data, rows)
         rows = np.flatnonzero(mine & fell_back)
         if rows.size:
             why = _why_no_discount(data, policy.discount, rows)
-            pieces.append(_render(template, data, rows) + "; no discount: " + why)
-    reasons = pd.concat(pieces)
-    reason = reasons.iloc[np.argsort(reasons.index.to_numpy(), kind="stable")].array
+            reason[rows] = _render(template, data, rows) + "; no discount: " + why
 
-    preferred = preferred_channels(scored, policy)
+    preferred = _preferred(data, policy)
     fixed = np.array([a.channel for a in policy.actions.values()], dtype=object)
     channel = fixed[chosen]
     channel = np.where(channel == PREFERRED, preferred, channel)
@@ -786,7 +810,7 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
             ID: scored[ID].array,
             "recommended_action": pd.array(names[chosen], dtype="str"),
             "action_channel": pd.array(channel, dtype="str"),
-            "action_reason": reason,
+            "action_reason": pd.array(reason, dtype="str"),
             "discount_eligible": eligible,
             "preferred_channel": pd.array(preferred, dtype="str"),
             "triggers": pd.array(_trigger_text(fired, n), dtype="str"),

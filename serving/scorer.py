@@ -50,6 +50,7 @@ class Scorer:
     _reason_model: ReasonModel = field(init=False, repr=False)
     _thresholds: SegmentThresholds | None = field(init=False, repr=False)
     _unread_actions: list[str] = field(init=False, repr=False)
+    _segment_inputs: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
@@ -62,6 +63,11 @@ class Scorer:
             for name, action in self.policy.actions.items()
             if action.cost == 0 and action.success_rate == 0
         ]
+        # The feature columns segments and policy read, worked out once rather than per call.
+        wanted = [*self.policy.columns(), *BEHAVIOUR_COLUMNS, "segment", "customer_type"]
+        if self._thresholds is not None:
+            wanted += [self._thresholds.value_column, self._thresholds.risk_column]
+        self._segment_inputs = list(dict.fromkeys(wanted))
 
     @classmethod
     def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
@@ -88,7 +94,7 @@ class Scorer:
         """
         bundle = self.bundle
         frame = bundle.model_features(features)
-        matrix = bundle.spec.matrix(frame)
+        matrix = bundle.model_input(frame)
         churn = np.clip(
             bundle.churn_calibrator(predict(bundle.churn, matrix, self.num_threads)), 0.0, 1.0
         )
@@ -107,35 +113,40 @@ class Scorer:
                 "predicted_spend": spend,
                 "clv": clv,
                 "value_at_risk": churn * clv,
+                "expected_next_order": _expected_next_order(features, as_of),
             },
             index=features.index,
         )
-        scores["expected_next_order"] = _expected_next_order(features, as_of)
-        scores = self._segment_and_act(features, scores)
+        acted = self._segment_and_act(features, scores)
         text = np.full(len(scores), "", dtype=object)
         if reasons != "none":
             chosen = (
                 np.arange(len(scores))
                 if reasons == "all"
-                else np.flatnonzero(~scores["recommended_action"].isin(self._unread_actions))
+                else np.flatnonzero(~acted["recommended_action"].isin(self._unread_actions))
             )
             if chosen.size:
-                contributions = predict(
-                    bundle.churn, matrix.iloc[chosen], self.num_threads, pred_contrib=True
-                )
+                rows = matrix[chosen] if isinstance(matrix, np.ndarray) else matrix.iloc[chosen]
+                contributions = predict(bundle.churn, rows, self.num_threads, pred_contrib=True)
                 text[chosen] = self._reason_model.texts(
                     contributions, frame, self.reasons_per_customer, rows=chosen
                 )
-        scores["reasons"] = pd.array(text, dtype="str")
-        scores["model_version"] = self.version
-        scores["churn_window_days"] = int(bundle.config["churn_window_days"])
-        scores["horizon_days"] = int(bundle.config["horizon_days"])
-        return scores.reset_index(drop=True)
+        version = pd.DataFrame(
+            {
+                "reasons": pd.array(text, dtype="str"),
+                "model_version": self.version,
+                "churn_window_days": int(bundle.config["churn_window_days"]),
+                "horizon_days": int(bundle.config["horizon_days"]),
+            },
+            index=features.index,
+        )
+        # One concat of the parts: adding columns one by one costs more for a few customers.
+        return pd.concat([scores, acted, version], axis=1).reset_index(drop=True)
 
     def explain(self, features: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
         """Per-row churn contributions (log-odds, TreeSHAP) and the reason families chosen."""
         frame = self.bundle.model_features(features)
-        matrix = self.bundle.spec.matrix(frame)
+        matrix = self.bundle.model_input(frame)
         contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
         _, names = self._reason_model.top_reasons(contributions, frame, self.reasons_per_customer)
         return contributions, names
@@ -145,14 +156,15 @@ class Scorer:
 
         The segment thresholds come with the model (quantiles of its validation scores); a
         bundle without them falls back to this batch's own quantiles.
+
+        Returns:
+            The `SEGMENT_COLUMNS` there are and the policy's columns but `customer_id`, on
+            the index of `scores`.
         """
         assert self.policy is not None
         # Only the feature columns segments and policy read: copying the hundred others into
         # the scored frame costs more than segmenting.
-        wanted = [*self.policy.columns(), *BEHAVIOUR_COLUMNS, "segment", "customer_type"]
-        if self._thresholds is not None:
-            wanted += [self._thresholds.value_column, self._thresholds.risk_column]
-        read = [c for c in dict.fromkeys(wanted) if c in features.columns and c not in scores]
+        read = [c for c in self._segment_inputs if c in features.columns and c not in scores]
         scored = pd.concat([features[read], scores], axis=1)
         window = int(self.bundle.config["churn_window_days"])
         if self._thresholds is not None:
@@ -166,7 +178,7 @@ class Scorer:
         segmented = assign_segments(scored, thresholds)
         actions = recommend(segmented, self.policy)
         kept = [c for c in SEGMENT_COLUMNS if c in segmented.columns]
-        return pd.concat([scores, segmented[kept], actions.drop(columns=["customer_id"])], axis=1)
+        return pd.concat([segmented[kept], actions.drop(columns=["customer_id"])], axis=1)
 
 
 def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:

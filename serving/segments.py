@@ -222,8 +222,14 @@ def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+# Built once: a categorical dtype checks its categories when made, every call otherwise.
+_DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {
+    names: pd.CategoricalDtype(list(names)) for names in (TIERS, SEGMENTS, LIFECYCLE_STAGES)
+}
+
+
 def _categorical(codes: np.ndarray, categories: tuple[str, ...], index: pd.Index) -> pd.Series:
-    values = pd.Categorical.from_codes(codes, categories=list(categories))
+    values = pd.Categorical.from_codes(codes, dtype=_DTYPES[categories])
     return pd.Series(values, index=index)
 
 

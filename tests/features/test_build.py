@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from features.build import build_features, build_rfm_summary
+from features.build import CATEGORICAL_FEATURES, build_features, build_rfm_summary
 from features.schema import KNOWN_EVENTS, Tables
 from tests.factories import frame, ts
 
@@ -189,6 +189,19 @@ def test_event_types_fix_the_columns(shop: Tables) -> None:
     assert got["brand_new_total"].eq(0).all()
     default = build_features(shop, AS_OF)
     assert {f"{e}_total" for e in KNOWN_EVENTS} <= set(default.columns)
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, "2020-01-01"], ids=["customers", "nobody"])
+def test_the_frame_has_its_final_dtypes(shop: Tables, as_of: str) -> None:
+    got = build_features(shop, as_of)
+    assert got["customer_id"].dtype == "str"
+    assert {"dominant_channel", "segment"} <= set(got.columns)  # the shop has no others
+    for name in [c for c in CATEGORICAL_FEATURES if c in got.columns]:
+        assert isinstance(got[name].dtype, pd.CategoricalDtype)
+        levels = got[name].cat.categories
+        assert levels.dtype == "str" and levels.tolist() == sorted(got[name].dropna().unique())
+    numbers = [c for c in got.columns if c != "customer_id" and c not in CATEGORICAL_FEATURES]
+    assert (got[numbers].dtypes == np.float64).all()
 
 
 def test_inputs_are_not_mutated(shop: Tables) -> None:

@@ -23,7 +23,7 @@ from serving.policy import (
     load_policy,
     recommend,
 )
-from serving.segments import SegmentThresholds, assign_segments
+from serving.segments import SEGMENTS, SegmentThresholds, assign_segments
 
 NAN = math.nan
 
@@ -391,6 +391,17 @@ def test_segment_columns_are_required(policy: Policy) -> None:
     with pytest.raises(ValueError, match="assign_segments"):
         recommend(customers({}).drop(columns="risk_tier"), policy)
     customer_type = customers({}).assign(segment="student")
+    with pytest.raises(ValueError, match="student"):
+        recommend(customer_type, policy)
+
+
+def test_segment_columns_as_categoricals_read_as_their_text(policy: Policy) -> None:
+    frame = customers(VIP_AT_RISK, DETRACTOR, {**VIEWED, **LOYAL}, AT_RISK, {})
+    coded = frame.astype({"value_tier": "category", "risk_tier": "category"})
+    # All the segments as levels, as assign_segments makes them: most of them unused here.
+    coded["segment"] = pd.Categorical(frame["segment"], categories=list(SEGMENTS))
+    pd.testing.assert_frame_equal(recommend(coded, policy), recommend(frame, policy))
+    customer_type = coded.assign(segment=pd.Categorical(["student"] * len(coded)))
     with pytest.raises(ValueError, match="student"):
         recommend(customer_type, policy)
 
