@@ -74,6 +74,7 @@ def test_search_space_is_one_function() -> None:
 
     fixed = {
         "learning_rate": 0.05,
+        "max_depth": 6,
         "num_leaves": 15,
         "min_child_samples": 20,
         "feature_fraction": 0.8,
