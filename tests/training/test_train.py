@@ -22,7 +22,7 @@ from training.registry import (
     load_bundle,
     log_training_run,
 )
-from training.train import TrainOptions, TrainResult, suggest_params, train_models
+from training.train import MAX_DEPTH, TrainOptions, TrainResult, suggest_params, train_models
 
 AS_OF = pd.Timestamp("2026-11-01")
 OPTIONS = TrainOptions(trials=2, seed=3, n_snapshots=3, spacing_days=45)
@@ -94,6 +94,20 @@ def test_models_beat_the_naive_baselines_on_planted_data(trained: TrainResult) -
     assert m["churn_model_brier"] < m["churn_recency_brier"]
     assert m["spend_model_normalized_gini"] > m["spend_last_period_normalized_gini"]
     assert abs(m["spend_model_total_error"]) < 0.15
+
+
+def test_trees_stay_within_the_depth_cap(trained: TrainResult) -> None:
+    # Reasons are TreeSHAP, whose cost grows with depth squared: the cap is a speed contract.
+    def depth(node: dict) -> int:
+        if "split_index" not in node:
+            return 0
+        return 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    boosters = [trained.bundle.churn, *trained.bundle.spend.boosters.values()]
+    depths = [
+        depth(tree["tree_structure"]) for b in boosters for tree in b.dump_model()["tree_info"]
+    ]
+    assert max(depths) <= MAX_DEPTH
 
 
 def test_same_seed_same_model(tables: Tables, trained: TrainResult) -> None:
