@@ -3,8 +3,9 @@
 Usage: `.venv/bin/python benchmarks/batch.py [--sizes 250000 500000 1000000] [--keep DIR]` (or
 `-m benchmarks.batch` from the repository root)
 
-A champion is trained once in-process on `--train-customers` generated customers (seed 0, one
-trial per model) into a temporary MLflow store, so the repository's `mlflow/` is never touched.
+A champion is trained once in-process on `--train-customers` generated customers (seed 0,
+`--trials` per model; default 30k and 4, sized like the scoring benchmark's) into a temporary
+MLflow store, so the repository's `mlflow/` is never touched.
 For each size, `vafa generate` writes a data folder (seed 1, outside the timing), then the real
 command, `vafa score --data DIR --out DIR`, runs in a subprocess against a temporary scores
 store (SQLite) and the same MLflow store. Figures per size: wall time, peak resident memory of
@@ -61,8 +62,12 @@ class Measured:
         return self.customers / self.seconds
 
 
-def train_champion(customers: int, env: dict[str, str]) -> str:
-    """Train and register a small champion in the temporary MLflow store; returns its version."""
+def train_champion(customers: int, trials: int, env: dict[str, str]) -> str:
+    """Train and register a champion in the temporary MLflow store; returns its version.
+
+    The model's size (trees, depth) sets the cost of reasons, so the default is sized like a
+    real one (30k customers, 4 trials), not a toy.
+    """
     os.environ.update(env)
     import pandas as pd
 
@@ -74,14 +79,15 @@ def train_champion(customers: int, env: dict[str, str]) -> str:
     started = time.perf_counter()
     configure_tracking(env["MLFLOW_TRACKING_URI"])
     tables = generate_tables(customers, seed=0)
-    options = TrainOptions(trials=1, n_snapshots=3)
+    options = TrainOptions(trials=trials)
     result = train_models(tables, pd.Timestamp(AS_OF), options)
     registered = log_training_run(
         result, options, fingerprint=data_fingerprint(tables), data_dir="generated", plots={}
     )
     print(
         f"champion: version {registered.version}, trained on {customers:,} customers in "
-        f"{time.perf_counter() - started:.0f} s ({registered.decision})"
+        f"{time.perf_counter() - started:.0f} s, {trials} trials per model; churn "
+        f"{result.bundle.churn.num_trees()} trees ({registered.decision})"
     )
     return registered.version
 
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[250_000, 500_000, 1_000_000], help="Customers."
     )
-    parser.add_argument("--train-customers", type=int, default=2000)
+    parser.add_argument("--train-customers", type=int, default=30_000)
+    parser.add_argument("--trials", type=int, default=4, help="Optuna trials per model")
     parser.add_argument("--keep", type=Path, help="Keep data, scores and logs in this folder.")
     args = parser.parse_args(argv)
 
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
     }
     try:
-        train_champion(args.train_customers, env)
+        train_champion(args.train_customers, args.trials, env)
         rows = []
         for size in args.sizes:
             data = root / f"data-{size}"
