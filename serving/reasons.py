@@ -266,6 +266,7 @@ class ReasonModel:
         frame: pd.DataFrame,
         k: int = 3,
         rows: np.ndarray | None = None,
+        none: str = "",
     ) -> Texts:
         """The reason text per row: its top families' sentences (`top_families`), "; "-joined.
 
@@ -276,6 +277,7 @@ class ReasonModel:
             frame: the feature rows the sentences quote.
             k: reasons per row, at most.
             rows: positions in `frame` of the contributions' rows (default: all, in order).
+            none: the text of a row where nothing raises the risk.
         """
         top = self.top_families(contributions, k)
         positions = np.arange(len(frame)) if rows is None else np.asarray(rows)
@@ -289,6 +291,7 @@ class ReasonModel:
         for rank in range(1, top.shape[1]):
             more = top[:, rank] >= 0
             out[more] += "; " + pieces[more, rank]
+        out[top[:, 0] < 0] = none
         return out
 
     def top_reasons(

@@ -21,6 +21,9 @@ from training.model import ModelBundle, predict
 ReasonScope = Literal["actionable", "all", "none"]
 SEGMENT_COLUMNS = ("segment", "lifecycle_stage", "value_tier", "risk_tier", "customer_type")
 NO_ACTION = "no_action"
+# The reason of a customer whose features all lower the churn score (an action may still
+# apply, e.g. a VIP welcome): said, so that a blank never reads as "not computed".
+NO_DRIVER = "nothing raises the risk above the average customer's"
 
 
 @dataclass
@@ -129,7 +132,7 @@ class Scorer:
                 rows = matrix[chosen] if isinstance(matrix, np.ndarray) else matrix.iloc[chosen]
                 contributions = predict(bundle.churn, rows, self.num_threads, pred_contrib=True)
                 text[chosen] = self._reason_model.texts(
-                    contributions, frame, self.reasons_per_customer, rows=chosen
+                    contributions, frame, self.reasons_per_customer, rows=chosen, none=NO_DRIVER
                 )
         version = pd.DataFrame(
             {

@@ -209,6 +209,8 @@ def test_reasons_join_the_largest_first_and_skip_what_lowers_risk() -> None:
     contributions[1, 4] = -1.0
     texts = model.texts(contributions, frame, k=3)
     assert texts.tolist() == ["no NPS answer; no purchase for 30 days", ""]
+    said = model.texts(contributions, frame, k=3, none="nothing raises the risk")
+    assert said.tolist() == ["no NPS answer; no purchase for 30 days", "nothing raises the risk"]
     shifted = model.texts(contributions[[1]], frame, k=3, rows=np.array([1]))
     assert shifted.tolist() == [""]
     first = model.texts(contributions[[0]], frame, k=1, rows=np.array([1]))

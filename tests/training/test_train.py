@@ -73,7 +73,7 @@ def test_search_space_is_one_function() -> None:
     import optuna
 
     fixed = {
-        "learning_rate": 0.05,
+        "learning_rate": 0.1,
         "max_depth": 6,
         "num_leaves": 15,
         "min_child_samples": 20,
