@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,7 @@ class ScoreStore:
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         try:
+            _make_sqlite_folder(url)
             self.engine: Engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"scores store {safe_url(url)}: {exc}") from exc
@@ -169,6 +171,13 @@ class ScoreStore:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """SQLite creates the database file but not its folder (`store/` in a fresh checkout)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _cause(exc: sa.exc.SQLAlchemyError) -> str:

@@ -93,3 +93,9 @@ def test_errors_never_show_the_password() -> None:
     with pytest.raises(StoreError) as caught:
         ScoreStore("nosuchdialect://vafa:secret@db/vafa")
     assert "secret" not in str(caught.value)
+
+
+def test_a_sqlite_store_creates_its_folder(tmp_path: Path) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'not' / 'yet' / 'scores.db'}")
+    store.upsert(scores(["a"], "2026-11-01", 0.2))
+    assert (tmp_path / "not" / "yet" / "scores.db").exists()
