@@ -230,6 +230,23 @@ def validate_folder(data_dir: Path | str) -> ValidationReport:
     return _load(Path(data_dir), None)[1]
 
 
+def write_text(text: str, path: Path | str) -> Path:
+    """Write a text file atomically, as `write_frame` writes frames: aside, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
     """Write a frame as Parquet or CSV by the file's extension, atomically.
 

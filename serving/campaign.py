@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -45,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.io import write_frame
+from features.io import write_frame, write_text
 
 NO_ACTIONS = frozenset({"none", "no_action"})
 """`recommended_action` values meaning "do not contact" ("no_action" is the retention policy's)."""
@@ -378,7 +376,7 @@ def write_plan(plan: CampaignPlan, out_path: Path | str) -> tuple[Path, Path]:
     table = write_frame(plan.selected, out_path)
     summary_path = out_path.with_suffix(".summary.json")
     document = {"plan": table.name, "columns": list(PLAN_COLUMNS), **plan.to_dict()}
-    _write_text_atomic(summary_path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", summary_path)
     return table, summary_path
 
 
@@ -602,20 +600,6 @@ def _check_amount(value: float, what: str, *, allow_inf: bool) -> float:
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _json_number(value: Any) -> Any:

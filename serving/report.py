@@ -24,9 +24,7 @@ import io
 import json
 import logging
 import math
-import os
 import string
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
+from features.io import write_text
 from features.schema import Tables, to_timestamp
 from serving.batch import summarise
 
@@ -542,18 +541,7 @@ def write_report(
 ) -> tuple[Path, Dashboard]:
     """Build the dashboard and write it to `out` atomically (temporary file, then rename)."""
     dashboard = build_dashboard(scores_dir, data_dir, market_value, top)
-    text = render_html(dashboard)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(render_html(dashboard), out)
     return out, dashboard
 
 
