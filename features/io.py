@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -232,13 +233,20 @@ def validate_folder(data_dir: Path | str) -> ValidationReport:
 
 def write_text(text: str, path: Path | str) -> Path:
     """Write a text file atomically, as `write_frame` writes frames: aside, then renamed."""
-    path = Path(path)
+    return _write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write` a temporary file in the target's folder, sync it, then rename it over `path`.
+
+    Same folder, so the rename is atomic; a fresh name, so writers never collide. A reader (or
+    a crash) never sees a half-written file, and an existing target survives a failed write.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
+        write(tmp)
+        with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -272,21 +280,14 @@ def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
         raise ValueError(f"cannot write {path}: the file name must end in .parquet or .csv")
     if any(name is not None for name in df.index.names):
         df = df.reset_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so os.replace is an atomic rename; a fresh name, so writers never collide.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".parquet":
             pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
         else:
             pacsv.write_csv(pa.Table.from_pandas(_csv_ready(df), preserve_index=False), tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return _write_atomic(path, write)
 
 
 def write_tables(
