@@ -838,17 +838,12 @@ def _cross_table_infos(frames: dict[str, pd.DataFrame], report: ValidationReport
     ]
     if not others:
         return
-    # Compared by 64-bit hash, sorted once: several times faster than a string set of 20M ids,
-    # and a collision could at worst hide one such customer from an info count.
-    known = np.sort(_hashes(transactions["customer_id"]))
-    ids = pd.concat(others, ignore_index=True)
-    probe = _hashes(ids)
-    if known.size:
-        slot = np.searchsorted(known, probe).clip(max=known.size - 1)
-        absent = known[slot] != probe
-    else:
-        absent = np.ones(len(probe), dtype=bool)
-    unscored = ids[absent & ids.notna().to_numpy()].unique()
+    # Hash sets of distinct ids in native code: a probe per row of 20M string ids against a
+    # sorted array took half a minute on a million customers.
+    known = pl.Series("id", transactions["customer_id"]).drop_nulls().unique()
+    ids = pl.concat([pl.Series("id", column) for column in others]).drop_nulls()
+    ids = ids.unique(maintain_order=True)
+    unscored = ids.filter(~ids.is_in(known)).to_list()
     if len(unscored):
         sample = ", ".join(unscored[:MAX_SHOWN])
         more = ", ..." if len(unscored) > MAX_SHOWN else ""

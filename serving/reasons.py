@@ -249,20 +249,19 @@ class ReasonModel:
         """Per-row contributions summed by family (rows x families), from rows x columns."""
         return contributions[:, : len(self.columns)] @ self.indicator
 
-    def top_families(self, contributions: np.ndarray, k: int = 3) -> np.ndarray:
+    def top_families(self, by_family: np.ndarray, k: int = 3) -> np.ndarray:
         """Per row, the codes of its k largest risk-raising families, largest first (rows x k).
 
         -1 fills the places of a row with fewer than k risk-raising families; of two equal
         contributions the family listed first comes first.
         """
-        by_family = self.family_contributions(contributions)
         order = np.argsort(-by_family, axis=1, kind="stable")[:, :k]
         raising = np.take_along_axis(by_family, order, axis=1) > 0
         return np.where(raising, order, -1)
 
     def texts(
         self,
-        contributions: np.ndarray,
+        by_family: np.ndarray,
         frame: pd.DataFrame,
         k: int = 3,
         rows: np.ndarray | None = None,
@@ -273,13 +272,13 @@ class ReasonModel:
         Each family's sentences are built at once for all the rows that chose it.
 
         Args:
-            contributions: TreeSHAP values (rows x columns + 1), as `pred_contrib` returns them.
+            by_family: TreeSHAP values summed by family (`family_contributions`).
             frame: the feature rows the sentences quote.
             k: reasons per row, at most.
             rows: positions in `frame` of the contributions' rows (default: all, in order).
             none: the text of a row where nothing raises the risk.
         """
-        top = self.top_families(contributions, k)
+        top = self.top_families(by_family, k)
         positions = np.arange(len(frame)) if rows is None else np.asarray(rows)
         pieces = np.full(top.shape, "", dtype=object)
         for code in np.unique(top[top >= 0]).tolist():
@@ -302,9 +301,10 @@ class ReasonModel:
         Returns:
             The reason text per row, and the family names behind it (for tests and logs).
         """
-        top = self.top_families(contributions, k)
+        by_family = self.family_contributions(contributions)
+        top = self.top_families(by_family, k)
         names = [[self.families[j] for j in row if j >= 0] for row in top.tolist()]
-        return self.texts(contributions, rows, k).tolist(), names
+        return self.texts(by_family, rows, k).tolist(), names
 
 
 def _event_family(column: str) -> str | None:

@@ -115,6 +115,19 @@ def test_reason_sentences_use_the_customers_numbers(bundle: ModelBundle) -> None
     assert scores["model_version"].eq("7").all()
 
 
+def test_tabled_treeshap_and_lightgbms_give_the_same_reasons(bundle: ModelBundle) -> None:
+    rows = pd.concat([customers()] * 5, ignore_index=True)
+    rows["recency_days"] += np.arange(len(rows)) * 9.0  # different customers, different drivers
+    as_of = pd.Timestamp("2026-01-01")
+    tabled = Scorer(bundle, "7")
+    fast = tabled.score(rows, as_of, reasons="all")
+    assert tabled._tree_shap  # the tabled path did run
+    plain = Scorer(bundle, "7")
+    plain._tree_shap = False  # as for a model too deep to table: LightGBM's pred_contrib
+    assert fast["reasons"].tolist() == plain.score(rows, as_of, reasons="all")["reasons"].tolist()
+    assert len(set(fast["reasons"])) > 1
+
+
 def test_reasons_only_where_someone_reads_them(bundle: ModelBundle) -> None:
     scores = Scorer(bundle, "7").score(customers(), pd.Timestamp("2026-01-01"), reasons="none")
     assert scores["reasons"].eq("").all()
@@ -207,13 +220,14 @@ def test_reasons_join_the_largest_first_and_skip_what_lowers_risk() -> None:
     contributions = np.zeros((2, len(SENTENCE_COLUMNS) + 1))
     contributions[0, [0, 4, 9]] = [0.5, 0.9, -0.2]  # recency, nps, n_categories
     contributions[1, 4] = -1.0
-    texts = model.texts(contributions, frame, k=3)
+    by_family = model.family_contributions(contributions)
+    texts = model.texts(by_family, frame, k=3)
     assert texts.tolist() == ["no NPS answer; no purchase for 30 days", ""]
-    said = model.texts(contributions, frame, k=3, none="nothing raises the risk")
+    said = model.texts(by_family, frame, k=3, none="nothing raises the risk")
     assert said.tolist() == ["no NPS answer; no purchase for 30 days", "nothing raises the risk"]
-    shifted = model.texts(contributions[[1]], frame, k=3, rows=np.array([1]))
+    shifted = model.texts(by_family[[1]], frame, k=3, rows=np.array([1]))
     assert shifted.tolist() == [""]
-    first = model.texts(contributions[[0]], frame, k=1, rows=np.array([1]))
+    first = model.texts(by_family[[0]], frame, k=1, rows=np.array([1]))
     assert first.tolist() == ["no NPS answer"]
 
 

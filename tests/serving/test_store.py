@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from serving.store import ScoreStore, StoreError, safe_url
 
@@ -99,3 +100,27 @@ def test_a_sqlite_store_creates_its_folder(tmp_path: Path) -> None:
     store = ScoreStore(f"sqlite:///{tmp_path / 'not' / 'yet' / 'scores.db'}")
     store.upsert(scores(["a"], "2026-11-01", 0.2))
     assert (tmp_path / "not" / "yet" / "scores.db").exists()
+
+
+@pytest.mark.parametrize("paramstyle", ["qmark", "named"])  # positional and named drivers
+def test_typed_columns_and_payload_survive_the_drivers_bulk_insert(
+    tmp_path: Path, paramstyle: str
+) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}")
+    store.engine = sa.create_engine(store.url, paramstyle=paramstyle)
+    rows = scores(["a", "b"], "2026-11-01", 0.2)
+    rows.loc[1, ["clv", "value_at_risk"]] = [np.nan, np.inf]
+    rows["segment"] = pd.Categorical(["loyal", None])
+    store.upsert(rows)
+    with store.engine.connect() as conn:
+        table = sa.Table("customer_scores", sa.MetaData(), autoload_with=conn)
+        typed = conn.execute(
+            sa.select(
+                table.c.customer_id, table.c.clv, table.c.value_at_risk, table.c.segment
+            ).order_by(table.c.customer_id)
+        ).all()
+    assert [tuple(r) for r in typed] == [("a", 0.0, 0.0, "loyal"), ("b", None, None, None)]
+    found = {r["customer_id"]: r for r in store.lookup(["a", "b"]).found}
+    assert found["b"]["clv"] is None and found["b"]["segment"] is None
+    assert found["a"]["expected_next_order"].startswith("2026-12-01T00:00:00")
+    assert str(store.ping()) == "2026-11-01"
