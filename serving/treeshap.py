@@ -16,6 +16,7 @@ itself does. The o's are the table's index.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_PATH_FEATURES = 12
 MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 ZERO_THRESHOLD = 1e-35  # LightGBM's kZeroThreshold: |x| at or below it counts as zero
 ROWS_PER_TASK = 256
+_LAUNCH = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,11 @@ class GroupedTreeShap:
         if len(rows) == 0:
             return np.zeros((0, self.n_groups))
         threads = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-        numba.set_num_threads(min(num_threads, threads) if num_threads > 0 else threads)
-        return _grouped_shap(rows, self.n_groups, *self.arrays)
+        # Numba's default thread pool aborts the process on launches from two threads at
+        # once (the service's scoring thread and a model load scoring its example, say).
+        with _LAUNCH:
+            numba.set_num_threads(min(num_threads, threads) if num_threads > 0 else threads)
+            return _grouped_shap(rows, self.n_groups, *self.arrays)
 
 
 def _flatten(trees: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:

@@ -99,3 +99,19 @@ def test_paths_too_long_to_table_are_refused(monkeypatch: pytest.MonkeyPatch) ->
     assert GroupedTreeShap.for_booster(booster, np.arange(N_FEATURES), N_FEATURES) is not None
     monkeypatch.setattr(treeshap, "MAX_PATH_FEATURES", 2)
     assert GroupedTreeShap.for_booster(booster, np.arange(N_FEATURES), N_FEATURES) is None
+
+
+def test_threads_may_explain_at_once() -> None:
+    """The service's scoring thread and a model load may both explain rows at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, y = data(5)
+    booster = train(x, y)
+    explainer = GroupedTreeShap.for_booster(booster, np.arange(N_FEATURES), N_FEATURES)
+    assert explainer is not None
+    rows = unseen_rows(6)
+    expected = explainer(rows)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda t: explainer(rows, num_threads=t % 2), range(16)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
