@@ -38,7 +38,7 @@ from features.build import build_features
 from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Tables, TableSpec
 from serving.online_schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
 from serving.scorer import Scorer
-from serving.store import json_rows
+from serving.store import score_records
 
 log = logging.getLogger("vafa.service")
 
@@ -430,8 +430,7 @@ def score_requests(
     rows: dict[str, dict[str, Any]] = {}
     if scored is not None:
         # The same encoding as the scores store's payload: ISO dates, NaN as null.
-        records = [json.loads(row) for row in json_rows(scored)]
-        rows = {record["customer_id"]: record for record in records}
+        rows = {record["customer_id"]: record for record in score_records(scored)}
     responses = []
     for customers, request_keys in zip(requests, keys, strict=True):
         scores, unscored = [], []

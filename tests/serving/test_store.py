@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,21 @@ def test_typed_columns_and_payload_survive_the_drivers_bulk_insert(
     assert found["b"]["clv"] is None and found["b"]["segment"] is None
     assert found["a"]["expected_next_order"].startswith("2026-12-01T00:00:00")
     assert str(store.ping()) == "2026-11-01"
+
+
+def test_online_records_hold_the_stores_payload_values() -> None:
+    """`/score` rows (score_records) and `/lookup` rows (json_rows) agree value for value."""
+    from serving.store import json_rows, score_records
+
+    rows = scores(["a", "b", "c"], "2026-11-01", 0.123456789012345)
+    rows.loc[1, ["clv", "value_at_risk"]] = [np.nan, -np.inf]
+    rows.loc[2, "expected_next_order"] = pd.NaT
+    rows["segment"] = pd.Categorical(["loyal", None, "new"])
+    rows["discount_eligible"] = [True, False, True]
+    rows["action_reason"] = pd.array(["call", None, "mail"], dtype="string")  # pd.NA
+    rows["horizon_days"] = np.array([90, 90, 90], dtype=np.int64)
+    records = score_records(rows)
+    assert records == [json.loads(row) for row in json_rows(rows)]
+    assert records[1]["clv"] is None and records[2]["expected_next_order"] is None
+    assert records[0]["as_of"] == "2026-11-01T00:00:00.000"
+    assert records[0]["churn_probability"] == 0.123456789012345
