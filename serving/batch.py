@@ -9,6 +9,7 @@ engine (Spark) replaces that one step and shares everything else.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -414,7 +415,8 @@ def run_batch(
     """
     as_of = pd.Timestamp(as_of)
     try:
-        return _run(tables, as_of, scorer, Path(out_dir), store, options, extra or {})
+        with _exclusive(Path(out_dir)):
+            return _run(tables, as_of, scorer, Path(out_dir), store, options, extra or {})
     except Exception as exc:
         raise BatchError(
             f"scoring as of {as_of.date()} failed; {run_folder(Path(out_dir), as_of)} and the "
@@ -487,6 +489,43 @@ def _psi_of(drift: dict[str, Any], column: str) -> float:
 
 def _run_date(folder: Path | None) -> str | None:
     return None if folder is None else folder.name.removeprefix(RUN_PREFIX)
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """One run at a time per output folder, and what a killed run left there tidied first.
+
+    The lock is `flock` on the folder itself: no lock file to go stale, since the kernel
+    releases it when the run ends or dies. Holding it, any `.staging-*` or `.retired-*`
+    folder is a dead run's (see `_staged`, `_swap`).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another run is writing to {out_dir}; this one stopped before changing anything"
+            ) from None
+        _tidy(out_dir)
+        yield
+    finally:
+        os.close(handle)
+
+
+def _tidy(out_dir: Path) -> None:
+    """Remove a dead run's folders; put back a run folder it had moved aside mid-swap."""
+    for retired in sorted(out_dir.glob(".retired-*")):
+        final = out_dir / retired.name.removeprefix(".retired-").rsplit("-", 1)[0]
+        if final.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(retired, final)
+            log.warning("put back %s, moved aside by a run that stopped mid-swap", final)
+    for staging in out_dir.glob(".staging-*"):
+        log.warning("removing %s, left by a run that did not finish", staging)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

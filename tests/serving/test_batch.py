@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -258,6 +261,43 @@ def test_failure_half_way_leaves_previous_results(
     assert (good.folder / "summary.json").read_text() == summary
     assert sorted(p.name for p in out.iterdir()) == ["as_of=2026-11-01"]  # no staging left
     assert store.lookup(before["customer_id"].head(3).tolist()).found == stored
+
+
+def test_one_run_at_a_time_per_output_folder(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    good = run_batch(tables, AS_OF, scorer, out, None)
+    before = pd.read_parquet(good.folder / "scores.parquet")
+    other = replace(tables, transactions=tables.transactions.assign(amount=lambda f: f.amount * 2))
+    held = os.open(out, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as another `vafa score` on this folder holds it
+    try:
+        with pytest.raises(BatchError, match=r"another run is writing to .*out"):
+            run_batch(other, AS_OF, scorer, out, None)
+    finally:
+        os.close(held)
+    assert_frame_equal(pd.read_parquet(good.folder / "scores.parquet"), before)
+    assert sorted(p.name for p in out.iterdir()) == ["as_of=2026-11-01"]
+    run_batch(other, AS_OF, scorer, out, None)  # the lock went with its holder
+    assert not pd.read_parquet(good.folder / "scores.parquet")["clv"].equals(before["clv"])
+
+
+def test_the_next_run_tidies_what_a_killed_run_left(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = run_batch(tables, AS_OF, scorer, out, None)
+    # Killed while writing its files; killed between the two renames of its swap (its date's
+    # folder moved aside, not yet replaced); killed after them (the old folder not yet removed).
+    (out / ".staging-as_of=2026-11-01-dead").mkdir()
+    (out / ".staging-as_of=2026-11-01-dead" / "scores.csv").write_text("half")
+    shutil.copytree(first.folder, out / ".retired-as_of=2026-10-01-dead")
+    shutil.copytree(first.folder, out / ".retired-as_of=2026-11-01-dead")
+    run_batch(tables, AS_OF, scorer, out, None)
+    assert sorted(p.name for p in out.iterdir()) == ["as_of=2026-10-01", "as_of=2026-11-01"]
+    restored = pd.read_parquet(out / "as_of=2026-10-01" / "scores.parquet")
+    assert_frame_equal(restored, pd.read_parquet(first.folder / "scores.parquet"))
 
 
 def write_data(tables: Tables, folder: Path) -> Path:
