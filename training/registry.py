@@ -227,5 +227,7 @@ def load_bundle(alias: str = CHAMPION) -> tuple[ModelBundle, str]:
         raise LookupError(
             f"no model has the alias '{alias}' in {mlflow.get_tracking_uri()}: run `vafa train`"
         ) from exc
-    root = mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@{alias}")
+    # By the version just resolved, not the alias again: a promotion in between would
+    # otherwise label one version's scores with another's number.
+    root = mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}/{found.version}")
     return ModelBundle.load(Path(root) / "artifacts" / BUNDLE_ARTIFACT), str(found.version)

@@ -192,6 +192,20 @@ def test_registry_promotes_by_the_stated_rule(trained: TrainResult, tmp_path, mo
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHALLENGER).version) == third.version
     bundle, version = load_bundle(CHAMPION)
     assert version == third.version
+    # A promotion between resolving the alias and downloading must not relabel the bundle.
+    downloaded: list[str] = []
+    download = mlflow.artifacts.download_artifacts
+
+    def promote_first_then_download(artifact_uri: str, **kwargs: object) -> str:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, first.version)
+        downloaded.append(artifact_uri)
+        return download(artifact_uri, **kwargs)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", promote_first_then_download)
+    _, racing = load_bundle(CHAMPION)
+    assert racing == third.version and downloaded == [f"models:/{MODEL_NAME}/{third.version}"]
+    monkeypatch.undo()
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, third.version)
     features = trained.data.churn_valid.head(50)
     assert_frame_equal(bundle.predict(features), trained.bundle.predict(features))
     assert (
