@@ -198,6 +198,7 @@ def load_champion(alias: str) -> Champion:
 
     bundle, version = load_bundle(alias)
     scorer = Scorer(bundle, version, num_threads=1)
+    scorer.prepare()
     champion = Champion(scorer, version, _utcnow())
     score_customers(champion, example_customers(), default_as_of())
     return champion

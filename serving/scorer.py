@@ -162,13 +162,16 @@ class Scorer:
         _, names = self._reason_model.top_reasons(contributions, frame, self.reasons_per_customer)
         return contributions, names
 
-    def _family_contributions(self, matrix: ModelInput) -> np.ndarray:
-        """Churn TreeSHAP values summed by reason family (rows x families).
+    def prepare(self) -> None:
+        """Build the TreeSHAP tables now rather than on the first reasons.
 
-        The tabled TreeSHAP (`serving.treeshap`) gives `pred_contrib`'s values several times
-        faster; models too deep to table, or read as a frame, take `pred_contrib`.
+        A fraction of a second: no request of the online service should wait for it.
         """
-        if self._tree_shap is None and isinstance(matrix, np.ndarray):
+        self._explainer()
+
+    def _explainer(self) -> GroupedTreeShap | None:
+        """The tabled TreeSHAP of the churn model, built once; None if too deep to table."""
+        if self._tree_shap is None:
             model = self._reason_model
             self._tree_shap = (
                 GroupedTreeShap.for_booster(
@@ -176,8 +179,17 @@ class Scorer:
                 )
                 or False
             )
-        if self._tree_shap and isinstance(matrix, np.ndarray):
-            return self._tree_shap(matrix, self.num_threads)
+        return self._tree_shap or None
+
+    def _family_contributions(self, matrix: ModelInput) -> np.ndarray:
+        """Churn TreeSHAP values summed by reason family (rows x families).
+
+        The tabled TreeSHAP (`serving.treeshap`) gives `pred_contrib`'s values several times
+        faster; models too deep to table, or read as a frame, take `pred_contrib`.
+        """
+        explainer = self._explainer() if isinstance(matrix, np.ndarray) else None
+        if explainer is not None and isinstance(matrix, np.ndarray):
+            return explainer(matrix, self.num_threads)
         contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
         return self._reason_model.family_contributions(contributions)
 

@@ -128,6 +128,20 @@ def test_tabled_treeshap_and_lightgbms_give_the_same_reasons(bundle: ModelBundle
     assert len(set(fast["reasons"])) > 1
 
 
+def test_a_prepared_scorer_builds_nothing_on_its_first_reasons(
+    bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer = Scorer(bundle, "7", num_threads=1)
+    scorer.prepare()  # as the online service does before a model serves
+
+    def build_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("TreeSHAP tables built while scoring a request")
+
+    monkeypatch.setattr("serving.scorer.GroupedTreeShap.for_booster", build_again)
+    scores = scorer.score(customers(), pd.Timestamp("2026-01-01"), reasons="all")
+    assert scores["reasons"].str.len().gt(0).all()
+
+
 def test_reasons_only_where_someone_reads_them(bundle: ModelBundle) -> None:
     scores = Scorer(bundle, "7").score(customers(), pd.Timestamp("2026-01-01"), reasons="none")
     assert scores["reasons"].eq("").all()
