@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -55,10 +56,6 @@ class Scorer:
     _thresholds: SegmentThresholds | None = field(init=False, repr=False)
     _unread_actions: list[str] = field(init=False, repr=False)
     _segment_inputs: list[str] = field(init=False, repr=False)
-    # Built on first use (a fraction of a second); False when the model is too deep to table.
-    _tree_shap: GroupedTreeShap | Literal[False] | None = field(
-        default=None, init=False, repr=False
-    )
 
     def __post_init__(self) -> None:
         self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
@@ -167,19 +164,15 @@ class Scorer:
 
         A fraction of a second: no request of the online service should wait for it.
         """
-        self._explainer()
+        _ = self._explainer
 
+    @cached_property
     def _explainer(self) -> GroupedTreeShap | None:
         """The tabled TreeSHAP of the churn model, built once; None if too deep to table."""
-        if self._tree_shap is None:
-            model = self._reason_model
-            self._tree_shap = (
-                GroupedTreeShap.for_booster(
-                    self.bundle.churn, model.indicator.argmax(axis=1), len(model.families)
-                )
-                or False
-            )
-        return self._tree_shap or None
+        model = self._reason_model
+        return GroupedTreeShap.for_booster(
+            self.bundle.churn, model.indicator.argmax(axis=1), len(model.families)
+        )
 
     def _family_contributions(self, matrix: ModelInput) -> np.ndarray:
         """Churn TreeSHAP values summed by reason family (rows x families).
@@ -187,8 +180,7 @@ class Scorer:
         The tabled TreeSHAP (`serving.treeshap`) gives `pred_contrib`'s values several times
         faster; models too deep to table, or read as a frame, take `pred_contrib`.
         """
-        explainer = self._explainer() if isinstance(matrix, np.ndarray) else None
-        if explainer is not None and isinstance(matrix, np.ndarray):
+        if isinstance(matrix, np.ndarray) and (explainer := self._explainer) is not None:
             return explainer(matrix, self.num_threads)
         contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
         return self._reason_model.family_contributions(contributions)

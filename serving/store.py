@@ -256,7 +256,8 @@ def _records(
 def json_rows(scores: pd.DataFrame) -> list[str]:
     """Each score row as a JSON object: dates as ISO text, NaN and infinities as null.
 
-    The one encoding of a score row: the store's payload, and so `/lookup`, and `/score`.
+    The store's payload, so what `/lookup` returns; `score_records` gives `/score` the same
+    values without Polars' fixed cost per call.
     """
     frame = pl.from_pandas(scores)
     frame = frame.with_columns(
@@ -295,6 +296,7 @@ def score_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _missing(value: object) -> bool:
+    """Null in a score row: None, pandas' missing markers, NaN and the infinities."""
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     return isinstance(value, float) and not math.isfinite(value)
@@ -308,4 +310,4 @@ def _plain(column: pd.Series) -> list[Any]:
         for at in np.flatnonzero(~np.isfinite(values)).tolist():
             out[at] = None
         return out
-    return [None if pd.isna(v) else str(v) for v in column.tolist()]
+    return [None if _missing(v) else str(v) for v in column.astype(object).tolist()]

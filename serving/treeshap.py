@@ -39,11 +39,10 @@ class GroupedTreeShap:
     """A booster's trees as flat arrays and leaf tables; call it on a float64 matrix.
 
     Attributes:
-        groups: the group of each booster feature (e.g. its reason family).
-        n_groups: how many groups; the output has one column per group.
+        n_groups: how many groups of features; the output has one column per group.
+        arrays: the trees and tables, in the order `_grouped_shap` takes them.
     """
 
-    groups: np.ndarray
     n_groups: int
     arrays: tuple[np.ndarray, ...]
 
@@ -51,7 +50,13 @@ class GroupedTreeShap:
     def for_booster(
         cls, booster: lgb.Booster, groups: np.ndarray, n_groups: int
     ) -> GroupedTreeShap | None:
-        """The explainer of `booster`, or None for trees too deep to table (see module docs)."""
+        """The explainer of `booster`, or None for trees too deep to table (see module docs).
+
+        Args:
+            booster: the trained model.
+            groups: the group (e.g. reason family) of each booster feature.
+            n_groups: how many groups.
+        """
         forest = _flatten(booster.dump_model()["tree_info"])
         if forest is None:
             return None
@@ -81,7 +86,7 @@ class GroupedTreeShap:
             leaf_table,
             table,
         )
-        return cls(np.asarray(groups), n_groups, arrays)
+        return cls(n_groups, arrays)
 
     def __call__(self, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """SHAP values summed per group (rows x groups) for rows of the booster's features.
