@@ -47,11 +47,11 @@ are generated as `benchmarks.serving` sends them (50 transactions, 100 events an
 each) and turned into tables as the service does (`serving.online.request_tables`). Each stage
 then runs once per customer, `--rounds` times over all of them, after one warm-up round:
 
-  features         build_features on one customer's tables
-  model input      model_features + what the boosters read (ModelBundle.model_input)
+  features         feature_columns (build_features as a dict of arrays) on one customer's tables
+  model input      what the boosters read (ModelBundle.model_input)
   predict          churn and spend predictions (calibrated) from that input
   segments+policy  the scorer's segments, lifecycle and recommended action
-  Scorer.score     all of scoring from the feature row, reasons as the service asks
+  Scorer.score_columns  all of scoring from the feature row, reasons as the service asks
   score_customers  the service's in-process path from validated customers (features + score)
   raw predict      LightGBM alone, one float64 row, churn booster: the floor
 
@@ -123,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.serving import customer
-    from features.build import build_features
+    from features.build import feature_columns
     from serving.online import Champion, request_tables, score_customers, settle_memory
     from serving.online_schema import CustomerHistory
     from serving.scorer import Scorer
@@ -152,15 +152,19 @@ def main() -> None:
     print(f"\n{'stage (ms per call)':<34} {'p50':>8} {'p95':>8} {'min':>8}")
     for label, groups in (("one customer", singles), (f"batch of {args.batch}", batches)):
         tables = [one(g) for g in groups]
-        feats = [build_features(t, AS_OF, event_types=event_types) for t in tables]
-        inputs = [bundle.model_input(bundle.model_features(f)) for f in feats]
+        # What `/score` scores: the features as a dict of columns (`feature_columns`).
+        feats = [feature_columns(t, AS_OF, event_types=event_types) for t in tables]
+        sizes = [len(f["customer_id"]) for f in feats]
+        inputs = [bundle.model_input(f, n) for f, n in zip(feats, sizes, strict=True)]
         rounds = args.rounds if len(groups) > 1 else args.rounds * 4
         # What the scorer segments: its score columns before segments and actions.
-        scores = [scorer.score(f, AS_OF, reasons="none")[list(SCORE_COLUMNS)] for f in feats]
+        pairs = list(zip(feats, sizes, strict=True))
+        scored = [scorer.score_columns(f, n, AS_OF, "none") for f, n in pairs]
+        scores = [{c: s[c] for c in SCORE_COLUMNS} for s in scored]
         print(f"-- {label}")
         stages: list[tuple[str, list[Any], Callable[[Any], object]]] = [
-            ("features", tables, lambda t: build_features(t, AS_OF, event_types=event_types)),
-            ("model input", feats, lambda f: bundle.model_input(bundle.model_features(f))),
+            ("features", tables, lambda t: feature_columns(t, AS_OF, event_types=event_types)),
+            ("model input", feats, lambda f: bundle.model_input(f, len(f["customer_id"]))),
             (
                 "predict (churn + spend)",
                 inputs,
@@ -172,14 +176,20 @@ def main() -> None:
             (
                 "segments+policy",
                 list(zip(feats, scores, strict=True)),
-                lambda fs: scorer._segment_and_act(fs[0], fs[1]),
+                lambda fs: scorer._segment_and_act(fs[0], fs[1], len(fs[0]["customer_id"])),
             ),
-            ("Scorer.score", feats, lambda f: scorer.score(f, AS_OF)),
+            (
+                "Scorer.score_columns",
+                feats,
+                lambda f: scorer.score_columns(f, len(f["customer_id"]), AS_OF),
+            ),
             ("score_customers", groups, lambda g: score_customers(champion, g, AS_OF)),
         ]
         for name, inputs, run in stages:
             print(line(name, timings(rounds, inputs, run)))
-        floats = [as_floats(bundle.spec.matrix(bundle.model_features(f))) for f in feats]
+        floats = [
+            as_floats(bundle.spec.matrix(pd.DataFrame(bundle.model_features(f)))) for f in feats
+        ]
         raw = timings(rounds, floats, lambda m: bundle.churn.predict(m, num_threads=1))
         print(line("raw predict, churn (float64 rows)", raw))
 

@@ -73,6 +73,20 @@ def build_features(
         `profile_features`, as far as the tables have the data. Numbers are float64,
         `CATEGORICAL_FEATURES` are pandas categoricals.
     """
+    return pd.DataFrame(feature_columns(tables, as_of, event_types=event_types), copy=False)
+
+
+def feature_columns(
+    tables: Tables,
+    as_of: str | pd.Timestamp | datetime,
+    *,
+    event_types: Sequence[str] | None = None,
+) -> Columns:
+    """`build_features` as a dict of its columns: the online service's few rows skip pandas.
+
+    The same columns, values and dtypes (float64 numpy arrays, pandas categoricals, the ids
+    as a pandas `str` array) in the same order; a DataFrame of them is `build_features`.
+    """
     cutoff = to_timestamp(as_of).to_pydatetime()
     codes = _encode(tables.transactions, _CODED["transactions"])
     customers = codes[ID].names
@@ -92,7 +106,7 @@ def build_features(
     if tables.customers is not None:
         codes = _encode(tables.customers, _CODED["customers"], customers)
         columns.update(profile_features(tables.customers, codes, cutoff))
-    return _frame(columns, present, customers)
+    return _final_columns(columns, present, customers)
 
 
 def _encode(
@@ -126,7 +140,7 @@ def _default_types(events: pd.DataFrame, names: Codes, as_of: datetime) -> list[
     return sorted(set(KNOWN_EVENTS) | set(seen))
 
 
-def _frame(columns: Columns, present: np.ndarray, customers: pa.Array) -> pd.DataFrame:
+def _final_columns(columns: Columns, present: np.ndarray, customers: pa.Array) -> Columns:
     """The rows of the customers present, in code (so id) order, with the final dtypes.
 
     Each column is made in its final dtype as its rows are taken (float arrays as they are,
@@ -139,7 +153,7 @@ def _frame(columns: Columns, present: np.ndarray, customers: pa.Array) -> pd.Dat
     for name in list(columns):
         values = columns.pop(name)  # dropped as soon as its rows are taken
         data[name] = _final(name, values if rows is None else values[rows])
-    return pd.DataFrame(data, copy=False)
+    return data
 
 
 def _final(name: str, values: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import build_features
+from features.build import feature_columns
 from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Tables, TableSpec
 from serving.online_schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
 from serving.scorer import Scorer
@@ -340,12 +340,22 @@ def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str])
         kind = spec.column(name).kind
         values = [getattr(row, name) for row in rows]
         if kind == "timestamp":
-            data[name] = np.array(values, dtype="datetime64[us]")
+            data[name] = _datetimes_us(values)
         elif kind == "float":
             data[name] = np.array(values, dtype=np.float64)
         else:
             data[name] = pd.array(values, dtype="str")
     return pd.DataFrame(data)
+
+
+_EPOCH, _MICROSECOND = dt.datetime(1970, 1, 1), dt.timedelta(microseconds=1)
+_NAT = np.iinfo(np.int64).min
+
+
+def _datetimes_us(values: list[dt.datetime | None]) -> np.ndarray:
+    """Naive datetimes (None: NaT) as datetime64[us]; numpy's own conversion is 5x slower."""
+    micros = ((_NAT if v is None else (v - _EPOCH) // _MICROSECOND) for v in values)
+    return np.fromiter(micros, dtype=np.int64, count=len(values)).view("datetime64[us]")
 
 
 def request_tables(customers: list[CustomerHistory], keys: list[str]) -> Tables:
@@ -425,12 +435,15 @@ def score_requests(
         [c for customers in requests for c in customers], [k for ks in keys for k in ks]
     )
     scorer = champion.scorer
-    features = build_features(tables, as_of, event_types=scorer.bundle.spec.event_types or None)
-    # The batch's defaults, reasons included, so a /score row and its /lookup row agree.
-    scored = scorer.score(features, as_of) if len(features) else None
+    # The batch's feature and scoring code on a dict of columns: for a few customers a
+    # DataFrame's cost per column would be most of the request.
+    features = feature_columns(tables, as_of, event_types=scorer.bundle.spec.event_types or None)
+    n = len(features["customer_id"])
     rows: dict[str, dict[str, Any]] = {}
-    if scored is not None:
-        # The same encoding as the scores store's payload: ISO dates, NaN as null.
+    if n:
+        # The batch's defaults, reasons included, so a /score row and its /lookup row agree,
+        # in the scores store's encoding: ISO dates, NaN as null.
+        scored = scorer.score_columns(features, n, as_of)
         rows = {record["customer_id"]: record for record in score_records(scored)}
     responses = []
     for customers, request_keys in zip(requests, keys, strict=True):

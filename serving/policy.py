@@ -55,6 +55,7 @@ import numpy.typing as npt
 import pandas as pd
 import yaml
 
+from features.columns import ColumnData, categorical, numbers, row_count
 from serving.segments import SEGMENTS, TIERS
 
 ID = "customer_id"
@@ -85,39 +86,39 @@ class PolicyError(ValueError):
 class _Data:
     """Column access for the triggers: numbers as float arrays (NaN when absent), labels.
 
-    One per frame and call: each column is read once however many triggers, rules and
-    reasons look at it (a fixed cost per read that dominates small requests).
+    One per frame (or dict of columns) and call: each column is read once however many
+    triggers, rules and reasons look at it (a fixed cost per read that dominates small
+    requests).
     """
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
-        self.n = len(frame)
+    def __init__(self, data: ColumnData, n: int | None = None) -> None:
+        self.data = data
+        self.n = row_count(data, n)
         self._numbers: dict[str, np.ndarray] = {}
 
     def number(self, name: str) -> np.ndarray:
         """The column as floats; shared by every caller, so read-only."""
         values = self._numbers.get(name)
         if values is None:
-            if name not in self.frame.columns:
-                values = np.full(self.n, np.nan)
-            else:
-                values = self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            values = numbers(self.data, name, self.n).view()
             values.flags.writeable = False
             self._numbers[name] = values
         return values
 
     def isin(self, name: str, allowed: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
-        if name not in self.frame.columns:
+        if name not in self.data:
             raise ValueError(
                 f"the policy needs column {name!r}: run serving.segments.assign_segments first"
             )
-        column = self.frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            levels = column.cat.categories.tolist()
+        column = self.data[name]
+        coded = categorical(column)
+        if coded is not None:
+            levels = coded.categories.tolist()
             if set(levels) <= set(vocabulary):
                 # The values are known without reading them: one test per level, not per row.
                 wanted = [code for code, level in enumerate(levels) if level in allowed]
-                return np.isin(column.cat.codes.to_numpy(), wanted)
+                return np.isin(coded.codes, wanted)
+        column = pd.Series(column)
         unknown = set(column.dropna().unique()) - set(vocabulary)
         if unknown:
             raise ValueError(
@@ -757,8 +758,26 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     """
     if ID not in scored.columns:
         raise ValueError(f"the scored frame has no {ID!r} column")
-    n = len(scored)
-    data = _Data(scored)
+    actions = recommend_columns(scored, len(scored), policy)
+    return pd.DataFrame({ID: scored[ID].array, **text_arrays(actions)}, index=scored.index)
+
+
+def text_arrays(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """Object arrays (text) as pandas `str` arrays, the dtype of text in frames; others as is."""
+    return {
+        name: pd.array(values, dtype="str")
+        if isinstance(values, np.ndarray) and values.dtype == object
+        else values
+        for name, values in columns.items()
+    }
+
+
+def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, Any]:
+    """`recommend`'s columns but `customer_id`, from a frame or a dict of columns.
+
+    Text columns are numpy object arrays (`text_arrays` makes them a frame's `str`).
+    """
+    data = _Data(scored, n)
     fired = _fire(data, policy)
     eligible = _eligible(data, policy.discount)
 
@@ -805,16 +824,11 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     channel = fixed[chosen]
     channel = np.where(channel == PREFERRED, preferred, channel)
     names = np.array(list(policy.actions), dtype=object)
-    out = pd.DataFrame(
-        {
-            ID: scored[ID].array,
-            "recommended_action": pd.array(names[chosen], dtype="str"),
-            "action_channel": pd.array(channel, dtype="str"),
-            "action_reason": pd.array(reason, dtype="str"),
-            "discount_eligible": eligible,
-            "preferred_channel": pd.array(preferred, dtype="str"),
-            "triggers": pd.array(_trigger_text(fired, n), dtype="str"),
-        },
-        index=scored.index,
-    )
-    return out
+    return {
+        "recommended_action": names[chosen],
+        "action_channel": channel,
+        "action_reason": reason,
+        "discount_eligible": eligible,
+        "preferred_channel": preferred,
+        "triggers": _trigger_text(fired, n),
+    }

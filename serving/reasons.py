@@ -10,35 +10,33 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from features.columns import ColumnData, numbers, row_count
+
 Texts = npt.NDArray[np.object_]
 
 
 class _Rows:
     """The columns sentences read, for some rows of a frame; sentences are built per column."""
 
-    def __init__(self, frame: pd.DataFrame, rows: np.ndarray) -> None:
-        self.frame = frame
+    def __init__(self, data: ColumnData, rows: np.ndarray, n_data: int) -> None:
+        self.data = data
         self.rows = rows
         self.n = len(rows)
+        self.n_data = n_data
 
     def number(self, name: str) -> np.ndarray:
         """The column as floats; NaN where it is missing, or for a column of text."""
-        if name not in self.frame.columns:
-            return np.full(self.n, np.nan)
-        column = self.frame[name]
-        if not pd.api.types.is_numeric_dtype(column.dtype):
-            return np.full(self.n, np.nan)
-        return column.to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+        return numbers(self.data, name, self.n_data)[self.rows]
 
     def shown(self, name: str, spec: str = "") -> Texts:
         """`f"{value}"` of each value (`spec` for floats); `None` where the frame lacks it."""
-        if name not in self.frame.columns:
+        if name not in self.data:
             return np.full(self.n, "None", dtype=object)
-        column = self.frame[name]
+        column = self.data[name]
         if pd.api.types.is_float_dtype(column.dtype):
-            return _format(column.to_numpy(dtype=np.float64)[self.rows], spec)
+            return _format(numbers(self.data, name, self.n_data)[self.rows], spec)
         codes, uniques = pd.factorize(
-            column.to_numpy(dtype=object)[self.rows], use_na_sentinel=False
+            np.asarray(column, dtype=object)[self.rows], use_na_sentinel=False
         )
         labels = [format(v, spec) if isinstance(v, float) else str(v) for v in uniques]
         return _texts(labels)[codes]
@@ -262,10 +260,11 @@ class ReasonModel:
     def texts(
         self,
         by_family: np.ndarray,
-        frame: pd.DataFrame,
+        frame: ColumnData,
         k: int = 3,
         rows: np.ndarray | None = None,
         none: str = "",
+        n: int | None = None,
     ) -> Texts:
         """The reason text per row: its top families' sentences (`top_families`), "; "-joined.
 
@@ -277,14 +276,16 @@ class ReasonModel:
             k: reasons per row, at most.
             rows: positions in `frame` of the contributions' rows (default: all, in order).
             none: the text of a row where nothing raises the risk.
+            n: the rows in `frame` (read from a frame when not given).
         """
+        n = row_count(frame, n)
         top = self.top_families(by_family, k)
-        positions = np.arange(len(frame)) if rows is None else np.asarray(rows)
+        positions = np.arange(n) if rows is None else np.asarray(rows)
         pieces = np.full(top.shape, "", dtype=object)
         for code in np.unique(top[top >= 0]).tolist():
             at_row, at_rank = np.nonzero(top == code)
             pieces[at_row, at_rank] = _sentences(
-                self.families[code], _Rows(frame, positions[at_row])
+                self.families[code], _Rows(frame, positions[at_row], n)
             )
         out = pieces[:, 0].copy()
         for rank in range(1, top.shape[1]):

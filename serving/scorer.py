@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from serving.policy import Policy, load_policy, recommend
+from features.columns import ColumnData, numbers
+from serving.policy import Policy, load_policy, recommend_columns, text_arrays
 from serving.reasons import ReasonModel
-from serving.segments import (
-    BEHAVIOUR_COLUMNS,
-    SegmentThresholds,
-    assign_segments,
-    reference_population,
-)
+from serving.segments import SegmentThresholds, reference_population, segment_columns
 from serving.treeshap import GroupedTreeShap
 from training.model import ModelBundle, ModelInput, predict
 
@@ -55,7 +52,6 @@ class Scorer:
     _reason_model: ReasonModel = field(init=False, repr=False)
     _thresholds: SegmentThresholds | None = field(init=False, repr=False)
     _unread_actions: list[str] = field(init=False, repr=False)
-    _segment_inputs: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._reason_model = ReasonModel.for_columns(self.bundle.spec.columns)
@@ -68,11 +64,6 @@ class Scorer:
             for name, action in self.policy.actions.items()
             if action.cost == 0 and action.success_rate == 0
         ]
-        # The feature columns segments and policy read, worked out once rather than per call.
-        wanted = [*self.policy.columns(), *BEHAVIOUR_COLUMNS, "segment", "customer_type"]
-        if self._thresholds is not None:
-            wanted += [self._thresholds.value_column, self._thresholds.risk_column]
-        self._segment_inputs = list(dict.fromkeys(wanted))
 
     @classmethod
     def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
@@ -97,38 +88,51 @@ class Scorer:
         Returns:
             One row per customer: the contract's score columns plus the CRM extras.
         """
+        columns = self.score_columns(features, len(features), as_of, reasons)
+        plain = {k: v.array if isinstance(v, pd.Series) else v for k, v in columns.items()}
+        return pd.DataFrame(text_arrays(plain), copy=False)
+
+    def score_columns(
+        self,
+        features: ColumnData,
+        n: int,
+        as_of: pd.Timestamp,
+        reasons: ReasonScope = "actionable",
+    ) -> dict[str, Any]:
+        """`score` as a dict of columns, from a feature frame or a dict of feature columns.
+
+        The online service scores a few customers without pandas' cost per column; text
+        columns are numpy object arrays here (`score` makes them `str`).
+        """
         bundle = self.bundle
         frame = bundle.model_features(features)
-        matrix = bundle.model_input(frame)
+        matrix = bundle.model_input(frame, n)
         churn = np.clip(
             bundle.churn_calibrator(predict(bundle.churn, matrix, self.num_threads)), 0.0, 1.0
         )
         spend = bundle.spend.predict(matrix, self.num_threads)
         clv = np.maximum(
             spend
-            * bundle.margin_rates(features)
+            * bundle.margin_rates(features, n)
             * float(bundle.config.get("discount_factor", 1.0)),
             0.0,
         )
-        scores = pd.DataFrame(
-            {
-                "customer_id": features["customer_id"].to_numpy(),
-                "as_of": pd.Timestamp(as_of).normalize(),
-                "churn_probability": churn,
-                "predicted_spend": spend,
-                "clv": clv,
-                "value_at_risk": churn * clv,
-                "expected_next_order": _expected_next_order(features, as_of),
-            },
-            index=features.index,
-        )
-        acted = self._segment_and_act(features, scores)
-        text = np.full(len(scores), "", dtype=object)
+        scores: dict[str, Any] = {
+            "customer_id": np.asarray(features["customer_id"]),
+            "as_of": np.full(n, pd.Timestamp(as_of).normalize().asm8),
+            "churn_probability": churn,
+            "predicted_spend": spend,
+            "clv": clv,
+            "value_at_risk": churn * clv,
+            "expected_next_order": _expected_next_order(features, n, as_of),
+        }
+        acted = self._segment_and_act(features, scores, n)
+        text = np.full(n, "", dtype=object)
         if reasons != "none":
             chosen = (
-                np.arange(len(scores))
+                np.arange(n)
                 if reasons == "all"
-                else np.flatnonzero(~acted["recommended_action"].isin(self._unread_actions))
+                else np.flatnonzero(~np.isin(acted["recommended_action"], self._unread_actions))
             )
             if chosen.size:
                 rows = matrix[chosen] if isinstance(matrix, np.ndarray) else matrix.iloc[chosen]
@@ -138,18 +142,16 @@ class Scorer:
                     self.reasons_per_customer,
                     rows=chosen,
                     none=NO_DRIVER,
+                    n=n,
                 )
-        version = pd.DataFrame(
-            {
-                "reasons": pd.array(text, dtype="str"),
-                "model_version": self.version,
-                "churn_window_days": int(bundle.config["churn_window_days"]),
-                "horizon_days": int(bundle.config["horizon_days"]),
-            },
-            index=features.index,
-        )
-        # One concat of the parts: adding columns one by one costs more for a few customers.
-        return pd.concat([scores, acted, version], axis=1).reset_index(drop=True)
+        return {
+            **scores,
+            **acted,
+            "reasons": text,
+            "model_version": np.full(n, self.version, dtype=object),
+            "churn_window_days": np.full(n, int(bundle.config["churn_window_days"])),
+            "horizon_days": np.full(n, int(bundle.config["horizon_days"])),
+        }
 
     def explain(self, features: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
         """Per-row churn contributions (log-odds, TreeSHAP) and the reason families chosen."""
@@ -185,46 +187,46 @@ class Scorer:
         contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
         return self._reason_model.family_contributions(contributions)
 
-    def _segment_and_act(self, features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    def _segment_and_act(
+        self, features: ColumnData, scores: dict[str, Any], n: int
+    ) -> dict[str, Any]:
         """Segment, lifecycle stage and the recommended action with its channel and reason.
 
         The segment thresholds come with the model (quantiles of its validation scores); a
         bundle without them falls back to this batch's own quantiles.
 
         Returns:
-            The `SEGMENT_COLUMNS` there are and the policy's columns but `customer_id`, on
-            the index of `scores`.
+            The `SEGMENT_COLUMNS` there are and the policy's columns but `customer_id`.
         """
         assert self.policy is not None
-        # Only the feature columns segments and policy read: copying the hundred others into
-        # the scored frame costs more than segmenting.
-        read = [c for c in self._segment_inputs if c in features.columns and c not in scores]
-        scored = pd.concat([features[read], scores], axis=1)
+        # The scores first, then the features they do not shadow: one view, nothing copied.
+        scored = ChainMap(scores, features)  # type: ignore[arg-type]
         window = int(self.bundle.config["churn_window_days"])
         if self._thresholds is not None:
             thresholds = self._thresholds
-        elif scored.empty:  # nobody to segment, and no quantiles to take
+        elif n == 0:  # nobody to segment, and no quantiles to take
             thresholds = SegmentThresholds((0.0, 0.0), (0.0, 0.0), 0.0, churn_window_days=window)
         else:
+            # Only the columns the fit reads: a frame of every feature costs more than the fit.
+            read = ("recency_days", "clv", "churn_probability")
+            population = pd.DataFrame({c: numbers(scored, c, n) for c in read})
             thresholds = SegmentThresholds.fit(
-                reference_population(scored, window), churn_window_days=window
+                reference_population(population, window), churn_window_days=window
             )
-        segmented = assign_segments(scored, thresholds)
-        actions = recommend(segmented, self.policy)
-        kept = [c for c in SEGMENT_COLUMNS if c in segmented.columns]
-        return pd.concat([segmented[kept], actions.drop(columns=["customer_id"])], axis=1)
+        segments = segment_columns(scored, thresholds, n)
+        actions = recommend_columns(ChainMap(segments, scored), n, self.policy)
+        kept = {c: segments[c] for c in SEGMENT_COLUMNS if c in segments}
+        return {**kept, **actions}
 
 
-def _expected_next_order(features: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+def _expected_next_order(features: ColumnData, n: int, as_of: pd.Timestamp) -> np.ndarray:
     """Last purchase plus the customer's own mean gap: when they would normally buy again.
 
     In numpy rather than pandas timedeltas: the same dates, a millisecond less per request.
     """
-    if "gap_mean_days" not in features.columns:
-        return np.full(len(features), np.datetime64("NaT", "ns"))
-    days = features["gap_mean_days"].to_numpy(dtype=np.float64) - features["recency_days"].to_numpy(
-        dtype=np.float64
-    )
+    if "gap_mean_days" not in features:
+        return np.full(n, np.datetime64("NaT", "ns"))
+    days = numbers(features, "gap_mean_days", n) - numbers(features, "recency_days", n)
     known = np.isfinite(days)
     nanoseconds = np.round(np.where(known, days, 0.0) * 86_400e9).astype(np.int64)
     start = np.datetime64(pd.Timestamp(as_of).as_unit("ns").asm8)

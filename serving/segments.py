@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.columns import ColumnData, categorical, numbers, row_count
+
 TIERS = ("low", "mid", "high")
 SEGMENTS = (
     "vip",
@@ -218,26 +220,24 @@ def _tier(values: np.ndarray, cuts: tuple[float, float]) -> np.ndarray:
         return (values > cuts[0]).astype(np.int8) + (values > cuts[1]).astype(np.int8)
 
 
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 # Built once: a categorical dtype checks its categories when made, every call otherwise.
 _DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {
     names: pd.CategoricalDtype(list(names)) for names in (TIERS, SEGMENTS, LIFECYCLE_STAGES)
 }
 
 
-def _categorical(codes: np.ndarray, categories: tuple[str, ...], index: pd.Index) -> pd.Series:
-    values = pd.Categorical.from_codes(codes, dtype=_DTYPES[categories])
-    return pd.Series(values, index=index)
+def _categorical(codes: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, dtype=_DTYPES[categories])
 
 
-def lifecycle_codes(frame: pd.DataFrame, thresholds: SegmentThresholds) -> np.ndarray:
+def lifecycle_codes(
+    data: ColumnData, thresholds: SegmentThresholds, n: int | None = None
+) -> np.ndarray:
     """Codes into `LIFECYCLE_STAGES` (-1 when recency is unknown), from behaviour only."""
-    recency = _column(frame, "recency_days")
-    tenure = _column(frame, "tenure_days")
-    overdue = _column(frame, "overdue_ratio")
+    n = row_count(data, n)
+    recency = numbers(data, "recency_days", n)
+    tenure = numbers(data, "tenure_days", n)
+    overdue = numbers(data, "overdue_ratio", n)
     t = thresholds
     with np.errstate(invalid="ignore"):
         lapsed = recency > t.churn_window_days
@@ -271,15 +271,36 @@ def assign_segments(scored: pd.DataFrame, thresholds: SegmentThresholds) -> pd.D
     Raises:
         ValueError: a required column is missing.
     """
+    index = scored.index
+    added = {
+        name: pd.Series(values, index=index)
+        for name, values in segment_columns(scored, thresholds, len(scored)).items()
+    }
+    # Copy-on-write (pandas 3): shallow copies share the data until either side writes, so
+    # `scored` is never touched and its columns are not copied. One concat for the new
+    # columns keeps a wide feature frame from fragmenting.
+    out = scored.copy(deep=False)
+    for name in [c for c in added if c in out.columns]:
+        out[name] = added.pop(name)
+    if added:
+        out = pd.concat([out, pd.DataFrame(added, index=index)], axis=1)
+    return out
+
+
+def segment_columns(scored: ColumnData, thresholds: SegmentThresholds, n: int) -> dict[str, Any]:
+    """The columns `assign_segments` adds, as arrays (from a frame or a dict of columns).
+
+    `customer_type`, when present, is the `segment` column of `scored` as it is.
+    """
     required = (thresholds.value_column, thresholds.risk_column, *BEHAVIOUR_COLUMNS)
-    missing = [c for c in required if c not in scored.columns]
+    missing = [c for c in required if c not in scored]
     if missing:
         raise ValueError(f"cannot assign segments: missing columns {missing}")
-    value = _tier(_column(scored, thresholds.value_column), thresholds.value_cuts)
-    risk_score = _column(scored, thresholds.risk_column)
+    value = _tier(numbers(scored, thresholds.value_column, n), thresholds.value_cuts)
+    risk_score = numbers(scored, thresholds.risk_column, n)
     risk = _tier(risk_score, thresholds.risk_cuts)
-    stage = lifecycle_codes(scored, thresholds)
-    tenure = _column(scored, "tenure_days")
+    stage = lifecycle_codes(scored, thresholds, n)
+    tenure = numbers(scored, "tenure_days", n)
     with np.errstate(invalid="ignore"):
         very_high_risk = risk_score > thresholds.lost_risk
         new = tenure < thresholds.new_customer_days
@@ -290,28 +311,27 @@ def assign_segments(scored: pd.DataFrame, thresholds: SegmentThresholds) -> pd.D
         default=_GRID_CODES[value, risk],
     ).astype(np.int8)
 
-    index = scored.index
-    added = {
-        "value_tier": _categorical(value, TIERS, index),
-        "risk_tier": _categorical(risk, TIERS, index),
-        "segment": _categorical(segment, SEGMENTS, index),
-        "lifecycle_stage": _categorical(stage, LIFECYCLE_STAGES, index),
+    added: dict[str, Any] = {
+        "value_tier": _categorical(value, TIERS),
+        "risk_tier": _categorical(risk, TIERS),
+        "segment": _categorical(segment, SEGMENTS),
+        "lifecycle_stage": _categorical(stage, LIFECYCLE_STAGES),
     }
     if (
-        "segment" in scored.columns
-        and "customer_type" not in scored.columns
-        and not set(scored["segment"].dropna().unique()) <= set(SEGMENTS)
+        "segment" in scored
+        and "customer_type" not in scored
+        and not _used_labels(scored["segment"]) <= set(SEGMENTS)
     ):
         added = {"customer_type": scored["segment"], **added}
-    # Copy-on-write (pandas 3): shallow copies share the data until either side writes, so
-    # `scored` is never touched and its columns are not copied. One concat for the new
-    # columns keeps a wide feature frame from fragmenting.
-    out = scored.copy(deep=False)
-    for name in [c for c in added if c in out.columns]:
-        out[name] = added.pop(name)
-    if added:
-        out = pd.concat([out, pd.DataFrame(added, index=index)], axis=1)
-    return out
+    return added
+
+
+def _used_labels(values: Any) -> set[Any]:
+    """The distinct non-missing values of a column (per category for a categorical)."""
+    coded = categorical(values)
+    if coded is not None:
+        return set(coded.categories[np.unique(coded.codes[coded.codes >= 0])])
+    return set(pd.Series(values).dropna().unique())
 
 
 def reference_population(scored: pd.DataFrame, churn_window_days: float) -> pd.DataFrame:

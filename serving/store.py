@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,22 +275,24 @@ def json_rows(scores: pd.DataFrame) -> list[str]:
     return frame.write_ndjson().splitlines()
 
 
-def score_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
+def score_records(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each score row as the dict `json_rows` encodes, for a few rows (an online request).
 
     Polars' fixed cost per call is milliseconds, the whole budget of a one-customer request;
-    a test holds the two to the same values.
+    a test holds the two to the same values. Takes a frame or the scorer's dict of columns.
     """
     columns: dict[str, list[Any]] = {}
-    for name in scores.columns:
-        column = scores[name]
-        if pd.api.types.is_datetime64_any_dtype(column.dtype):
-            text = column.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str.slice(0, -3)
-            columns[name] = [None if pd.isna(v) else v for v in text.tolist()]
-        elif pd.api.types.is_float_dtype(column.dtype):
-            columns[name] = _plain(column)
+    for name, values in scores.items():
+        dtype = values.dtype
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            stamps = np.asarray(values, dtype="datetime64[ms]")
+            text = np.datetime_as_string(stamps, unit="ms").tolist()
+            columns[name] = [None if t == "NaT" else t for t in text]
+        elif pd.api.types.is_float_dtype(dtype):
+            columns[name] = _plain(values)
         else:
-            columns[name] = [None if _missing(v) else v for v in column.astype(object).tolist()]
+            plain = np.asarray(values, dtype=object).tolist()
+            columns[name] = [None if _missing(v) else v for v in plain]
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
@@ -302,10 +304,10 @@ def _missing(value: object) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
 
-def _plain(column: pd.Series) -> list[Any]:
+def _plain(column: Any) -> list[Any]:
     """Python values the driver takes: floats and text, None for NaN or a missing value."""
     if pd.api.types.is_float_dtype(column.dtype):
-        values = column.to_numpy(dtype=np.float64)
+        values = np.asarray(column, dtype=np.float64)
         out: list[Any] = values.tolist()
         for at in np.flatnonzero(~np.isfinite(values)).tolist():
             out[at] = None

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import CATEGORICAL_FEATURES, default_event_types
+from features.columns import ColumnData, categorical, numbers, row_count
 from features.labels import LABEL_COLUMNS, build_training_set
 from features.schema import Tables, to_timestamp
 from training.btyd_features import with_btyd_by_snapshot
@@ -94,44 +95,46 @@ class FeatureSpec:
         """
         frame = features.reindex(columns=self.columns)
         for column, dtype in self._dtypes.items():
-            codes = self._codes(features, column)
+            codes = self._codes(features, column, len(features))
             frame[column] = pd.Categorical.from_codes(codes, dtype=dtype)
         dtypes = frame.dtypes
         other = [c for c in self.columns if c not in self._dtypes and dtypes[c] != np.float64]
         return frame.astype(dict.fromkeys(other, "float64")) if other else frame
 
-    def array(self, features: pd.DataFrame) -> np.ndarray:
+    def array(self, features: ColumnData, n: int | None = None) -> np.ndarray:
         """`matrix` as the float64 array LightGBM makes of it (in its column-major layout).
 
         Categoricals are their codes into the spec's levels, NaN when null, as LightGBM
         encodes a pandas categorical with the levels it was trained on: the same numbers,
         without the pandas conversion of every predict call (milliseconds for one row).
+
+        Args:
+            features: a feature frame, or its columns as a dict of arrays.
+            n: the number of rows (read from a frame when not given).
         """
-        out = np.empty((len(self.columns), len(features))).T
+        n = row_count(features, n)
+        out = np.empty((len(self.columns), n)).T
         for j, column in enumerate(self.columns):
             if column in self._dtypes:
-                codes = self._codes(features, column)
+                codes = self._codes(features, column, n)
                 out[:, j] = np.where(codes < 0, np.nan, codes)
-            elif column not in features.columns:
-                out[:, j] = np.nan
             else:
-                values = features[column]
-                if values.dtype != np.float64:
-                    values = values.astype("float64")
-                out[:, j] = values.to_numpy()
+                out[:, j] = numbers(features, column, n)
         return out
 
-    def _codes(self, features: pd.DataFrame, column: str) -> np.ndarray:
+    def _codes(self, features: ColumnData, column: str, n: int) -> np.ndarray:
         """A categorical column's codes into its levels: -1 where null, absent or unseen."""
-        if column not in features.columns:
-            return np.full(len(features), -1)
+        if column not in features:
+            return np.full(n, -1)
         values = features[column]
         positions = self._positions[column]
-        if isinstance(values.dtype, pd.CategoricalDtype):
+        coded = categorical(values)
+        if coded is not None:
             # One lookup per category rather than per row; code -1 (null) takes the last.
-            names = values.cat.categories.astype("str")
+            names = coded.categories.astype("str")
             position = np.array([*(positions.get(name, -1) for name in names), -1])
-            return position[values.cat.codes.to_numpy()]
+            return position[coded.codes]
+        values = pd.Series(values)
         text = values.astype("str").where(values.notna())
         return self._dtypes[column].categories.get_indexer(text)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
+from features.columns import ColumnData, as_frame, numbers, row_count
 from training.btyd_features import add_btyd_features
 from training.datasets import FeatureSpec
 
@@ -139,15 +140,15 @@ class ModelBundle:
             index=features.index,
         )
 
-    def model_features(self, features: pd.DataFrame) -> pd.DataFrame:
+    def model_features(self, features: ColumnData) -> ColumnData:
         """The feature table plus what the models derive themselves (BG/NBD outputs, if used)."""
         params = self.config.get("btyd_params")
         if not params:
             return features
         window, horizon = self.config["churn_window_days"], self.config["horizon_days"]
-        return add_btyd_features(features, params, window, horizon)
+        return add_btyd_features(as_frame(features), params, window, horizon)
 
-    def model_input(self, frame: pd.DataFrame) -> ModelInput:
+    def model_input(self, frame: ColumnData, n: int | None = None) -> ModelInput:
         """What the boosters read for rows of `model_features`: `spec.matrix`, or its array.
 
         The array (`FeatureSpec.array`) holds the very numbers LightGBM makes of the matrix
@@ -155,7 +156,9 @@ class ModelBundle:
         the same to the bit; it spares the pandas conversion LightGBM repeats on every
         predict call (milliseconds for one row). Boosters trained otherwise get the matrix.
         """
-        return self.spec.array(frame) if self._reads_spec_levels else self.spec.matrix(frame)
+        if self._reads_spec_levels:
+            return self.spec.array(frame, n)
+        return self.spec.matrix(as_frame(frame))
 
     @cached_property
     def _reads_spec_levels(self) -> bool:
@@ -165,15 +168,17 @@ class ModelBundle:
         boosters = [self.churn, *self.spend.boosters.values()]
         return all((booster.pandas_categorical or []) == levels for booster in boosters)
 
-    def margin_rates(self, features: pd.DataFrame) -> np.ndarray:
+    def margin_rates(self, features: ColumnData, n: int | None = None) -> np.ndarray:
         """Per-customer margin per unit of revenue, shrunk towards the overall rate."""
+        n = row_count(features, n)
         overall = float(self.config["margin_rate"])
-        if "margin_total" not in features.columns:
-            return np.full(len(features), overall)
-        spend = features["spend_total"].to_numpy(dtype=float)
-        orders = features["n_orders"].fillna(0).to_numpy(dtype=float)
+        if "margin_total" not in features:
+            return np.full(n, overall)
+        spend = numbers(features, "spend_total", n)
+        orders = numbers(features, "n_orders", n)
+        orders = np.where(np.isnan(orders), 0.0, orders)
         with np.errstate(divide="ignore", invalid="ignore"):
-            own = np.clip(features["margin_total"].to_numpy(dtype=float) / spend, -1.0, 1.0)
+            own = np.clip(numbers(features, "margin_total", n) / spend, -1.0, 1.0)
         own = np.where(np.isfinite(own), own, overall)
         return (orders * own + MARGIN_PRIOR_ORDERS * overall) / (orders + MARGIN_PRIOR_ORDERS)
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from features.build import build_features
+from features.build import build_features, feature_columns
 from features.generate import generate_tables
 from features.io import write_tables
 from features.labels import build_labels
@@ -30,6 +30,7 @@ from serving.batch import (
     score_all,
     split_by_customer,
 )
+from serving.policy import text_arrays
 from serving.scorer import Scorer
 from serving.segments import SegmentThresholds, reference_population
 from serving.store import ScoreStore
@@ -100,6 +101,27 @@ def test_chunked_run_equals_one_pass(tables: Tables, scorer: Scorer) -> None:
     assert whole.chunks == 1 and chunked.chunks == 5
     assert_frame_equal(chunked.scores, whole.scores)
     assert whole.scores["customer_id"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("stored_segments", [True, False], ids=["stored-cuts", "fitted-cuts"])
+def test_the_online_dict_of_columns_scores_as_the_batch_frame(
+    tables: Tables, scorer: Scorer, stored_segments: bool
+) -> None:
+    """`vafa score` scores a DataFrame, `/score` a dict of arrays: the same code, the same rows."""
+    if not stored_segments:
+        bundle = replace(scorer.bundle, config={**scorer.bundle.config, "segments": None})
+        scorer = Scorer(bundle, "7")
+    event_types = scorer.bundle.spec.event_types
+    frame = build_features(tables, AS_OF, event_types=event_types)
+    columns = feature_columns(tables, AS_OF, event_types=event_types)
+    assert_frame_equal(pd.DataFrame(columns), frame)
+    assert all(not isinstance(v, pd.Series | pd.DataFrame) for v in columns.values())
+
+    expected = scorer.score(frame, AS_OF)
+    online = scorer.score_columns(columns, len(frame), AS_OF)
+    assert list(online) == list(expected.columns)
+    assert_frame_equal(pd.DataFrame(text_arrays(online)), expected)
+    assert expected["reasons"].str.len().gt(0).any() and expected["customer_type"].notna().any()
 
 
 def test_rows_on_or_after_the_date_change_nothing(

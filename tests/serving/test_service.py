@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from pandas.testing import assert_frame_equal
 from schemathesis.checks import not_a_server_error
 
-from features.build import build_features
+from features.build import build_features, feature_columns
 from features.schema import Tables
 from serving.online import request_tables
 from serving.online_schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
@@ -187,7 +187,10 @@ def test_online_features_equal_the_batch_features(server: Server) -> None:
     request = crm_request(tables, ids)
     customers = [CustomerHistory.model_validate(c) for c in request["customers"]]
     event_types = result.bundle.spec.event_types
-    online = build_features(request_tables(customers, ids), as_of, event_types=event_types)
+    # `/score`'s path: its request tables, and the features as a dict of columns.
+    online = pd.DataFrame(
+        feature_columns(request_tables(customers, ids), as_of, event_types=event_types)
+    )
     batch = build_features(tables, as_of, event_types=event_types)
     batch = batch[batch["customer_id"].isin(ids)].reset_index(drop=True)
     assert len(online) >= 8
