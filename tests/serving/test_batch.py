@@ -33,7 +33,7 @@ from serving.batch import (
 from serving.policy import text_arrays
 from serving.scorer import Scorer
 from serving.segments import SegmentThresholds, reference_population
-from serving.store import ScoreStore
+from serving.store import ScoreStore, score_records
 from training.datasets import FeatureSpec
 from training.model import Calibrator, ModelBundle, SpendModel
 from training.reference import fit_reference
@@ -121,6 +121,8 @@ def test_the_online_dict_of_columns_scores_as_the_batch_frame(
     online = scorer.score_columns(columns, len(frame), AS_OF)
     assert list(online) == list(expected.columns)
     assert_frame_equal(pd.DataFrame(text_arrays(online)), expected)
+    # What `/score` answers from the dict is what the store keeps of the frame.
+    assert score_records(online) == score_records(expected)
     assert expected["reasons"].str.len().gt(0).any() and expected["customer_type"].notna().any()
 
 
