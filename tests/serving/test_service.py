@@ -389,8 +389,14 @@ def test_fuzzed_requests_never_get_a_server_error(server: Server) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
+        # Derandomized: the same cases every run, so the checks below cannot pass one run
+        # and fail the next on the luck of the draw (25 random cases once sent no bad id).
         @settings(
-            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=25,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
         )
         def call(case: Any) -> None:
             response = case.call_and_validate(headers=server.auth, checks=[not_a_server_error])
