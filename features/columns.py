@@ -8,6 +8,7 @@ and these functions runs the same lines on both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,3 +59,13 @@ def row_count(data: ColumnData, n: int | None) -> int:
     if isinstance(data, pd.DataFrame):
         return len(data)
     raise TypeError("the number of rows is needed with a dict of columns")
+
+
+def text_arrays(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """Object arrays (text) as pandas `str` arrays, the dtype of text in frames; others as is."""
+    return {
+        name: pd.array(values, dtype="str")
+        if isinstance(values, np.ndarray) and values.dtype == object
+        else values
+        for name, values in columns.items()
+    }

@@ -55,7 +55,7 @@ import numpy.typing as npt
 import pandas as pd
 import yaml
 
-from features.columns import ColumnData, categorical, numbers, row_count
+from features.columns import ColumnData, categorical, numbers, row_count, text_arrays
 from serving.segments import SEGMENTS, TIERS
 
 ID = "customer_id"
@@ -760,16 +760,6 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         raise ValueError(f"the scored frame has no {ID!r} column")
     actions = recommend_columns(scored, len(scored), policy)
     return pd.DataFrame({ID: scored[ID].array, **text_arrays(actions)}, index=scored.index)
-
-
-def text_arrays(columns: Mapping[str, Any]) -> dict[str, Any]:
-    """Object arrays (text) as pandas `str` arrays, the dtype of text in frames; others as is."""
-    return {
-        name: pd.array(values, dtype="str")
-        if isinstance(values, np.ndarray) and values.dtype == object
-        else values
-        for name, values in columns.items()
-    }
 
 
 def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, Any]:

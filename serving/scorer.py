@@ -10,8 +10,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.columns import ColumnData, numbers
-from serving.policy import Policy, load_policy, recommend_columns, text_arrays
+from features.columns import ColumnData, numbers, text_arrays
+from serving.policy import Policy, load_policy, recommend_columns
 from serving.reasons import ReasonModel
 from serving.segments import SegmentThresholds, reference_population, segment_columns
 from serving.treeshap import GroupedTreeShap

@@ -16,6 +16,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from features.build import build_features, feature_columns
+from features.columns import text_arrays
 from features.generate import generate_tables
 from features.io import write_tables
 from features.labels import build_labels
@@ -30,7 +31,6 @@ from serving.batch import (
     score_all,
     split_by_customer,
 )
-from serving.policy import text_arrays
 from serving.scorer import Scorer
 from serving.segments import SegmentThresholds, reference_population
 from serving.store import ScoreStore, score_records
