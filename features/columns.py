@@ -23,6 +23,26 @@ class ColumnData(Protocol):
     def __contains__(self, name: object, /) -> bool: ...
 
 
+class TableData(Protocol):
+    """The tables features read: `Tables` of DataFrames, or `/score`'s dicts of arrays.
+
+    A request's few rows go to the feature code as numpy (numbers, datetime64[us]) and Arrow
+    (text) arrays: making DataFrames of them cost more than building the features.
+    """
+
+    @property
+    def transactions(self) -> ColumnData:
+        """Always there."""
+
+    @property
+    def events(self) -> ColumnData | None:
+        """None: no events table (not the same as one without rows)."""
+
+    @property
+    def customers(self) -> ColumnData | None:
+        """None: no profiles table."""
+
+
 def numbers(data: ColumnData, name: str, n: int) -> np.ndarray:
     """The column as float64, NaN where missing; all NaN when absent or not numeric.
 

@@ -7,15 +7,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
+from features.columns import ColumnData
 from features.rfm import (
     ID,
     Codes,
     Columns,
     days_before,
     factorize,
+    floats,
     group_min,
     group_sum,
     micros,
@@ -35,7 +36,7 @@ def event_slug(event: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", event.strip().lower()).strip("_") or "unnamed"
 
 
-def event_types_before(events: pd.DataFrame, as_of: datetime) -> list[str]:
+def event_types_before(events: ColumnData, as_of: datetime) -> list[str]:
     """The event names seen before `as_of`, sorted; later rows must not add columns."""
     return names_before(factorize(events["event"]), timestamps_us(events["ts"]), micros(as_of))
 
@@ -69,7 +70,7 @@ def _last_value(key: np.ndarray, ts: np.ndarray, value: np.ndarray, n: int) -> n
 
 
 def event_features(
-    events: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime, event_types: Sequence[str]
+    events: ColumnData, codes: Mapping[str, Codes], as_of: datetime, event_types: Sequence[str]
 ) -> Columns:
     """Per-customer engagement from events with ts < as_of, one column set per event type.
 
@@ -110,7 +111,7 @@ def event_features(
     age = days_before(as_of_us, ts)
     columns: Columns = {"days_since_last_event": _nan_if_inf(group_min(who, n, age, np.inf))}
     kind = take(_type_codes(codes["event"], event_types), rows)
-    value = take(events["value"].to_numpy(dtype=np.float64), rows) if "value" in events else None
+    value = take(floats(events["value"]), rows) if "value" in events else None
     for i, (event, slug) in enumerate(zip(event_types, slugs, strict=True)):
         # One event type at a time: its per-customer arrays stay small enough for the cache.
         mine = np.flatnonzero(kind == i)
@@ -139,7 +140,7 @@ def event_features(
 
 
 def views_since_last_purchase(
-    events: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime, recency: np.ndarray
+    events: ColumnData, codes: Mapping[str, Codes], as_of: datetime, recency: np.ndarray
 ) -> np.ndarray:
     """Product views after the customer's latest purchase: the "viewed but did not buy" trigger.
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 
+from features.columns import ColumnData
 from features.rfm import (
     ID,
     Codes,
@@ -23,9 +23,7 @@ from features.rfm import (
 PROFILE_CATEGORIES = ("segment", "acquisition_channel", "region")
 
 
-def profile_features(
-    customers: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime
-) -> Columns:
+def profile_features(customers: ColumnData, codes: Mapping[str, Codes], as_of: datetime) -> Columns:
     """One value per customer code from the customers table (missing for codes without a row).
 
     Profiles carry no history, so attributes are taken as they are; a signup at or after
@@ -41,7 +39,7 @@ def profile_features(
         segment, acquisition_channel, region: the profile attributes present in the table.
         signup_days: days from signup to `as_of` (NaN when unknown or not yet happened).
     """
-    n, customer, rows = len(codes[ID]), codes[ID].codes, customers.shape[0]
+    n, customer, rows = len(codes[ID]), codes[ID].codes, len(customers[ID])
     known = np.flatnonzero(customer >= 0)
     # A duplicated profile keeps its first row: validation reports duplicates.
     first = group_min(customer[known], n, known, rows)

@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.columns import ColumnData
+
 US_PER_DAY = 86_400_000_000
 WINDOWS_DAYS = (30, 90, 180, 365)
 TREND_DAYS = 90
@@ -72,9 +74,14 @@ def recode(values: Codes, names: pa.Array) -> Codes:
     return Codes(mapping[values.codes], names)
 
 
-def timestamps_us(values: pd.Series) -> np.ndarray:
-    """Naive UTC timestamps as int64 microseconds since the epoch (a view when already `us`)."""
-    return np.asarray(values.to_numpy(), dtype="datetime64[us]").view(np.int64)
+def timestamps_us(values: Any) -> np.ndarray:
+    """Naive UTC timestamps (a column) as int64 microseconds since the epoch (a view when `us`)."""
+    return np.asarray(values, dtype="datetime64[us]").view(np.int64)
+
+
+def floats(values: Any) -> np.ndarray:
+    """A numeric column as float64 numpy (a view when it already is)."""
+    return np.asarray(values, dtype=np.float64)
 
 
 def micros(as_of: datetime) -> int:
@@ -173,12 +180,12 @@ def trend(recent: np.ndarray, previous: np.ndarray) -> np.ndarray:
 # --- transaction features ----------------------------------------------------------------------
 
 
-def _optional(frame: pd.DataFrame, column: str, rows: np.ndarray | None) -> np.ndarray | None:
-    return take(frame[column].to_numpy(dtype=np.float64), rows) if column in frame else None
+def _optional(frame: ColumnData, column: str, rows: np.ndarray | None) -> np.ndarray | None:
+    return take(floats(frame[column]), rows) if column in frame else None
 
 
 def _line_features(
-    frame: pd.DataFrame,
+    frame: ColumnData,
     codes: Mapping[str, Codes],
     rows: np.ndarray | None,
     customer: np.ndarray,
@@ -233,7 +240,7 @@ def _order_keys(
 
 
 def _orders(
-    frame: pd.DataFrame,
+    frame: ColumnData,
     codes: Mapping[str, Codes],
     lines: np.ndarray,
     customer: np.ndarray,
@@ -252,7 +259,7 @@ def _orders(
     first = group_min(key, n_keys, ts, np.iinfo(np.int64).max)
     orders = {"customer": owner, "ts": first, "amount": group_sum(key, n_keys, amount)}
     if "discount" in frame:
-        discounted = (frame["discount"].to_numpy(dtype=np.float64) > 0)[lines]
+        discounted = (floats(frame["discount"]) > 0)[lines]
         orders["discounted"] = group_sum(key[discounted], n_keys) > 0
     if "channel" in codes:
         channel = codes["channel"]
@@ -352,7 +359,7 @@ def _channel_features(orders: Columns, names: pa.Array, n: int) -> Columns:
 
 
 def transaction_features(
-    transactions: pd.DataFrame, codes: Mapping[str, Codes], as_of: datetime
+    transactions: ColumnData, codes: Mapping[str, Codes], as_of: datetime
 ) -> tuple[Columns, np.ndarray]:
     """RFM and behaviour features of every customer code with a transaction before `as_of`.
 
@@ -390,7 +397,7 @@ def transaction_features(
     n = len(codes[ID])
     as_of_us = micros(as_of)
     ts = timestamps_us(transactions["ts"])
-    amount = transactions["amount"].to_numpy(dtype=np.float64)
+    amount = floats(transactions["amount"])
     rows = rows_before(ts, codes[ID].codes, as_of_us)
     customer = take(codes[ID].codes, rows)
     columns = _line_features(transactions, codes, rows, customer, take(amount, rows))

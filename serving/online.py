@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.build import feature_columns
-from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Tables, TableSpec
+from features.rfm import Columns
+from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
 from serving.online_schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
 from serving.scorer import Scorer
 from serving.store import score_records
@@ -333,9 +335,9 @@ def _columns(spec: TableSpec, rows: list[Any]) -> list[str]:
     return [c.name for c in spec.columns if c.name != "customer_id" and c.name in given]
 
 
-def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str]) -> pd.DataFrame:
-    """A table with the loader's dtypes: str labels, naive UTC datetime64[us], float64."""
-    data: dict[str, Any] = {"customer_id": pd.array(ids, dtype="str")}
+def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str]) -> Columns:
+    """A table as the loader types it: text as Arrow strings, naive UTC datetime64[us], float64."""
+    data: Columns = {"customer_id": pa.array(ids, pa.string())}
     for name in dict.fromkeys(columns):
         kind = spec.column(name).kind
         values = [getattr(row, name) for row in rows]
@@ -344,8 +346,17 @@ def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str])
         elif kind == "float":
             data[name] = np.array(values, dtype=np.float64)
         else:
-            data[name] = pd.array(values, dtype="str")
-    return pd.DataFrame(data)
+            data[name] = pa.array(values, pa.string())
+    return data
+
+
+@dataclass(frozen=True)
+class RequestTables:
+    """A request's contract tables as dicts of arrays: what `feature_columns` reads online."""
+
+    transactions: Columns
+    events: Columns | None = None
+    customers: Columns | None = None
 
 
 _EPOCH, _MICROSECOND = dt.datetime(1970, 1, 1), dt.timedelta(microseconds=1)
@@ -358,7 +369,7 @@ def _datetimes_us(values: list[dt.datetime | None]) -> np.ndarray:
     return np.fromiter(micros, dtype=np.int64, count=len(values)).view("datetime64[us]")
 
 
-def request_tables(customers: list[CustomerHistory], keys: list[str]) -> Tables:
+def request_tables(customers: list[CustomerHistory], keys: list[str]) -> RequestTables:
     """The contract tables of customers, each under its key (ids stay out of the features).
 
     A table is present when any customer sends it (`events: []` is an events table without
@@ -380,7 +391,7 @@ def request_tables(customers: list[CustomerHistory], keys: list[str]) -> Tables:
             if customer.profile is not None:
                 profile_ids.append(key)
                 profiles.append(customer.profile)
-    return Tables(
+    return RequestTables(
         transactions=_table(
             TRANSACTIONS, tx_ids, tx_rows, ["ts", "amount", *_columns(TRANSACTIONS, tx_rows)]
         ),

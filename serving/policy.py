@@ -115,9 +115,10 @@ class _Data:
         if coded is not None:
             levels = coded.categories.tolist()
             if set(levels) <= set(vocabulary):
-                # The values are known without reading them: one test per level, not per row.
-                wanted = [code for code, level in enumerate(levels) if level in allowed]
-                return np.isin(coded.codes, wanted)
+                # The values are known without reading them: one test per level, not per row
+                # (code -1, missing, takes the last entry: False).
+                wanted = np.array([level in allowed for level in levels] + [False])
+                return wanted[coded.codes]
         column = pd.Series(column)
         unknown = set(column.dropna().unique()) - set(vocabulary)
         if unknown:

@@ -9,10 +9,13 @@ import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import pandas as pd
+import pyarrow as pa
 import pytest
+from pandas.api.types import is_datetime64_dtype, is_numeric_dtype
 from pandas.testing import assert_frame_equal
 
 from features.build import build_features, feature_columns
@@ -31,6 +34,7 @@ from serving.batch import (
     score_all,
     split_by_customer,
 )
+from serving.online import RequestTables
 from serving.scorer import Scorer
 from serving.segments import SegmentThresholds, reference_population
 from serving.store import ScoreStore, score_records
@@ -103,6 +107,18 @@ def test_chunked_run_equals_one_pass(tables: Tables, scorer: Scorer) -> None:
     assert whole.scores["customer_id"].is_monotonic_increasing
 
 
+def _arrays(frame: pd.DataFrame | None) -> dict[str, Any] | None:
+    """A table as `/score` hands it to the features: text as Arrow, the rest as numpy."""
+    if frame is None:
+        return None
+    return {
+        name: values.to_numpy()
+        if is_numeric_dtype(values) or is_datetime64_dtype(values)
+        else pa.array(values)
+        for name, values in frame.items()
+    }
+
+
 @pytest.mark.parametrize("stored_segments", [True, False], ids=["stored-cuts", "fitted-cuts"])
 def test_the_online_dict_of_columns_scores_as_the_batch_frame(
     tables: Tables, scorer: Scorer, stored_segments: bool
@@ -116,6 +132,11 @@ def test_the_online_dict_of_columns_scores_as_the_batch_frame(
     columns = feature_columns(tables, AS_OF, event_types=event_types)
     assert_frame_equal(pd.DataFrame(columns), frame)
     assert all(not isinstance(v, pd.Series | pd.DataFrame) for v in columns.values())
+    # `/score`'s tables are dicts of numpy and Arrow arrays, not frames: the same features.
+    arrays = RequestTables(
+        *(_arrays(t) for t in (tables.transactions, tables.events, tables.customers))
+    )
+    assert_frame_equal(pd.DataFrame(feature_columns(arrays, AS_OF, event_types=event_types)), frame)
 
     expected = scorer.score(frame, AS_OF)
     online = scorer.score_columns(columns, len(frame), AS_OF)
