@@ -33,7 +33,7 @@ GOAL_BATCH_RATIO = 2.0  # ... and 100-customer batches within this factor of the
 USAGE = """
 Run from the repository root:
 
-    .venv/bin/python -m benchmarks.serving [--requests 300] [--batches 20] [--workers 2]
+    .venv/bin/python -m benchmarks.serving [--requests 300] [--batches 20] [--workers 1]
 
 A champion is trained on `--train-customers` generated customers (seed 0, one trial) into a
 scratch MLflow store, and `vafa serve` is started on a free loopback port with a token. The
@@ -234,7 +234,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument(
-        "--workers", type=int, default=2, help="server processes (default: one per core here)"
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1, as `vafa serve`: the fastest here, see README)",
     )
     args = parser.parse_args()
 

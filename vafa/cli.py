@@ -698,7 +698,13 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    overrides = {"services": {"vafa": {"workers": workers}}}
+    service: dict[str, object] = {"workers": workers}
+    if "BENTOML_CONFIG" not in os.environ:
+        # BentoML starts a span per request even with nowhere to send it (sample rate 0 by
+        # default): a tenth of /score's HTTP CPU. A BentoML config of your own
+        # (BENTOML_CONFIG) keeps its tracing settings.
+        service["tracing"] = {"excluded_urls": "/score,/lookup"}
+    overrides = {"services": {"vafa": service}}
     env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
     if insecure:
         env["VAFA_ALLOW_INSECURE"] = "1"

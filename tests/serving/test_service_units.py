@@ -207,6 +207,34 @@ def test_vafa_serve_refuses_an_open_address_without_a_token(
     assert "refusing to listen on 0.0.0.0" in result.output
 
 
+@pytest.mark.parametrize("own_config", [False, True], ids=["default", "own-bentoml-config"])
+def test_vafa_serve_hands_bentoml_its_workers_and_skips_tracing_nobody_collects(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, own_config: bool
+) -> None:
+    import json
+
+    from vafa.cli import app
+
+    started: dict[str, Any] = {}
+
+    def execve(path: str, args: list[str], env: dict[str, str]) -> None:
+        started.update(args=args, env=env)
+
+    monkeypatch.setattr("os.execve", execve)
+    monkeypatch.delenv("BENTOML_CONFIG", raising=False)
+    if own_config:
+        monkeypatch.setenv("BENTOML_CONFIG", str(tmp_path / "bentoml.yaml"))
+    result = CliRunner().invoke(app, ["serve", "--workers", "2", "--port", "3999"])
+    assert result.exit_code == 0, result.output
+    assert started["args"][-6:-2] == ["--host", "127.0.0.1", "--port", "3999"]
+    service = json.loads(started["env"]["BENTOML_CONFIG_OVERRIDES"])["services"]["vafa"]
+    assert service["workers"] == 2
+    if own_config:
+        assert "tracing" not in service  # the operator's config decides
+    else:
+        assert service["tracing"] == {"excluded_urls": "/score,/lookup"}
+
+
 # --- requests to tables ------------------------------------------------------------------------
 
 
