@@ -169,7 +169,8 @@ def _categorical(values: pd.api.extensions.ExtensionArray) -> pd.Categorical:
     """`pd.Categorical(values)` of text labels, from Arrow's sorted dictionary encoding.
 
     The same categories (the labels present, sorted) and codes; pandas' own inference costs
-    about 150 us a column whatever the rows, a tenth of a one-customer request.
+    90-160 us a column whatever the rows (measured), this about 15 us once a set of labels
+    has its dtype.
     """
     coded = factorize(values, sort=True)
     dtype = _categories(tuple(coded.names.to_pylist()), values.dtype)
