@@ -43,6 +43,11 @@ class TableData(Protocol):
         """None: no profiles table."""
 
 
+def floats(values: Any) -> np.ndarray:
+    """A numeric column (Series or array) as float64 numpy: a view when it already is."""
+    return np.asarray(values, dtype=np.float64)
+
+
 def numbers(data: ColumnData, name: str, n: int) -> np.ndarray:
     """The column as float64, NaN where missing; all NaN when absent or not numeric.
 

@@ -9,14 +9,13 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from features.columns import ColumnData
+from features.columns import ColumnData, floats
 from features.rfm import (
     ID,
     Codes,
     Columns,
     days_before,
     factorize,
-    floats,
     group_min,
     group_sum,
     micros,

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columns import ColumnData
+from features.columns import ColumnData, floats
 
 US_PER_DAY = 86_400_000_000
 WINDOWS_DAYS = (30, 90, 180, 365)
@@ -77,11 +77,6 @@ def recode(values: Codes, names: pa.Array) -> Codes:
 def timestamps_us(values: Any) -> np.ndarray:
     """Naive UTC timestamps (a column) as int64 microseconds since the epoch (a view when `us`)."""
     return np.asarray(values, dtype="datetime64[us]").view(np.int64)
-
-
-def floats(values: Any) -> np.ndarray:
-    """A numeric column as float64 numpy (a view when it already is)."""
-    return np.asarray(values, dtype=np.float64)
 
 
 def micros(as_of: datetime) -> int:
