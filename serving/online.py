@@ -6,10 +6,10 @@
 - `ChampionHolder`: the champion's `Scorer`, replaced whole when the registry alias moves; a
   request takes one reference and keeps it, so it sees one version from start to end.
 - `ScoringQueue`: one thread builds features and scores; requests that arrive while it works
-  go together in its next call. Most of a call's cost is fixed (features: about 1 ms for one
-  customer, 3.4 ms for a hundred in `benchmarks/single.py`), so batching what is waiting is
-  where the throughput is; unlike BentoML's adaptive batching it has no deadline and never
-  rejects a request.
+  go together in its next call. Most of a call's cost is fixed (one customer about 3 ms, eight
+  about 5 ms in `benchmarks/single.py`), so batching is where the throughput is. Under steady
+  load it waits a few milliseconds for as many requests as its last call had; unlike BentoML's
+  adaptive batching it never rejects a request for waiting.
 - `Guard`: bearer-token check (constant time) and the body-size limit, in front of everything.
 """
 
@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -48,12 +49,17 @@ log = logging.getLogger("vafa.service")
 TOKEN_ENV, TOKEN_FILE_ENV = "VAFA_API_TOKEN", "VAFA_API_TOKEN_FILE"
 INSECURE_ENV = "VAFA_ALLOW_INSECURE"
 MAX_BODY_ENV, POLL_ENV = "VAFA_MAX_REQUEST_BYTES", "VAFA_MODEL_POLL_SECONDS"
+BATCH_WAIT_ENV = "VAFA_BATCH_WAIT_MS"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_POLL_SECONDS = 30.0
+DEFAULT_BATCH_WAIT_MS = 8.0
 # Health, liveness, readiness and metrics stay open for probes and scrapers (contract).
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 NO_TRANSACTION = "no transaction before as_of"
 BATCH_CUSTOMERS = 2000  # a queue call takes waiting requests up to about this many customers
+# While it waits for a batch, the scoring thread gives up on requests that do not come within
+# this: about two requests' worth of the event loop's parsing and validation (1 ms each).
+ARRIVAL_GAP_SECONDS = 0.002
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -75,6 +81,7 @@ class ServiceConfig:
         insecure: without a token, answer other machines too (else only loopback clients).
         max_request_bytes: larger request bodies get 413.
         poll_seconds: how often the champion alias is checked; 0 = only on `/reload`.
+        batch_wait_seconds: the longest a request waits for others to be scored with it.
         tracking_uri: the MLflow registry holding the champion.
         store_url: the scores store `/lookup` reads.
     """
@@ -85,6 +92,7 @@ class ServiceConfig:
     insecure: bool = False
     max_request_bytes: int = DEFAULT_MAX_BODY
     poll_seconds: float = DEFAULT_POLL_SECONDS
+    batch_wait_seconds: float = DEFAULT_BATCH_WAIT_MS / 1000
 
     @classmethod
     def from_env(cls, env: MutableMapping[str, str] | None = None) -> ServiceConfig:
@@ -104,6 +112,8 @@ class ServiceConfig:
             store_url=settings.store_url,
             max_request_bytes=int(_number(env, MAX_BODY_ENV, DEFAULT_MAX_BODY, minimum=1024)),
             poll_seconds=_number(env, POLL_ENV, DEFAULT_POLL_SECONDS, minimum=0.0),
+            batch_wait_seconds=_number(env, BATCH_WAIT_ENV, DEFAULT_BATCH_WAIT_MS, minimum=0.0)
+            / 1000,
         )
 
 
@@ -491,12 +501,36 @@ class _Job:
     future: Future[ScoreResponse] = field(default_factory=Future)
 
 
-class ScoringQueue:
-    """One thread scores; requests arriving while it works are scored together next."""
+ScoreRequests = Callable[[Champion, list[list[CustomerHistory]], pd.Timestamp], list[ScoreResponse]]
 
-    def __init__(self, holder: ChampionHolder, batch_customers: int = BATCH_CUSTOMERS) -> None:
+
+class ScoringQueue:
+    """One thread scores; requests arriving while it works are scored together next.
+
+    Alone, that alternates under steady load: the thread takes the first request the event
+    loop hands over and scores it alone (the fixed cost of a call, about 3 ms) while the
+    others are still being parsed, then scores those together, and so on. So a call waits for
+    as many requests as the last cycle brought (those the last call scored and those that came
+    while it worked), at most `max_wait` seconds and `arrival_gap` between two. A lone client
+    pays nothing: after a cycle of one request nothing waits.
+    Measured with 8 clients on 2 cores: calls of 8 instead of alternating 1 and 7, and about
+    a third less server CPU per request (README, Throughput).
+    """
+
+    def __init__(
+        self,
+        holder: ChampionHolder,
+        batch_customers: int = BATCH_CUSTOMERS,
+        max_wait: float = DEFAULT_BATCH_WAIT_MS / 1000,
+        arrival_gap: float = ARRIVAL_GAP_SECONDS,
+        score: ScoreRequests | None = None,
+    ) -> None:
         self._holder = holder
         self._batch_customers = batch_customers
+        self._max_wait = max_wait
+        self._arrival_gap = min(arrival_gap, max_wait)
+        self._score_requests = score or score_requests
+        self._expected = 1  # requests of the last cycle: what steady load brings next
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="vafa-scoring", daemon=True)
         self._thread.start()
@@ -518,18 +552,32 @@ class ScoringQueue:
             job = self._jobs.get()
             if job is None:
                 return
-            batch, size = [job], len(job.customers)
-            while size < self._batch_customers:
+            batch = self._collect(job)
+            self._score(batch)
+            # The clients in play: those just scored and those who came meanwhile.
+            self._expected = len(batch) + self._jobs.qsize()
+
+    def _collect(self, first: _Job) -> list[_Job]:
+        """The first job, those waiting, and those coming soon while fewer than expected."""
+        batch, size = [first], len(first.customers)
+        deadline = time.monotonic() + self._max_wait
+        while size < self._batch_customers:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                wait = min(self._arrival_gap, deadline - time.monotonic())
+                if len(batch) >= self._expected or wait <= 0:
+                    break
                 try:
-                    more = self._jobs.get_nowait()
+                    more = self._jobs.get(timeout=wait)
                 except queue.Empty:
                     break
-                if more is None:
-                    self._jobs.put(None)
-                    break
-                batch.append(more)
-                size += len(more.customers)
-            self._score(batch)
+            if more is None:
+                self._jobs.put(None)
+                break
+            batch.append(more)
+            size += len(more.customers)
+        return batch
 
     def _score(self, batch: list[_Job]) -> None:
         champion = self._holder.current  # one version for the whole call
@@ -542,7 +590,7 @@ class ScoringQueue:
             groups.setdefault((job.as_of, *_shape(job.customers)), []).append(job)
         for jobs in groups.values():
             try:
-                results = score_requests(champion, [j.customers for j in jobs], jobs[0].as_of)
+                results = self._score_requests(champion, [j.customers for j in jobs], jobs[0].as_of)
             except Exception:
                 if len(jobs) == 1:
                     log.exception("scoring failed")

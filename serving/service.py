@@ -90,7 +90,7 @@ class VafaService:
         if not self.holder.refresh():
             log.warning("starting without a model: not ready until a champion loads")
         self.holder.start()
-        self.queue = ScoringQueue(self.holder)
+        self.queue = ScoringQueue(self.holder, max_wait=self.config.batch_wait_seconds)
         self._store: ScoreStore | None = None
         self.store_error: str | None = None
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import re
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -15,13 +20,20 @@ from serving.online import (
     Champion,
     ChampionHolder,
     ConfigError,
+    ScoringQueue,
     ServiceConfig,
     check_bind,
     describe,
     is_loopback,
     request_tables,
 )
-from serving.online_schema import EXAMPLE_REQUEST, CustomerHistory, duplicate_ids
+from serving.online_schema import (
+    EXAMPLE_REQUEST,
+    CustomerHistory,
+    ScoreResponse,
+    duplicate_ids,
+    example_customers,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -165,11 +177,18 @@ def test_token_from_the_variable_or_a_file(tmp_path: Path) -> None:
         ({"VAFA_API_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
         ({"VAFA_MODEL_POLL_SECONDS": "soon"}, "must be a number"),
         ({"VAFA_MAX_REQUEST_BYTES": "10"}, "at least"),
+        ({"VAFA_BATCH_WAIT_MS": "-1"}, "VAFA_BATCH_WAIT_MS must be at least 0"),
     ],
 )
 def test_inconsistent_settings_stop_the_start(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ServiceConfig.from_env(env)
+
+
+def test_the_batch_wait_is_read_in_milliseconds() -> None:
+    assert ServiceConfig.from_env({}).batch_wait_seconds == pytest.approx(0.008)
+    assert ServiceConfig.from_env({"VAFA_BATCH_WAIT_MS": "0"}).batch_wait_seconds == 0.0
+    assert ServiceConfig.from_env({"VAFA_BATCH_WAIT_MS": "20"}).batch_wait_seconds == 0.02
 
 
 def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
@@ -315,3 +334,113 @@ def test_without_a_token_only_this_machine_is_served() -> None:
     assert _call(insecure, "10.0.0.5") == 200
     with_token = ServiceConfig(token="t", tracking_uri="", store_url="")
     assert _call(with_token, "10.0.0.5") == 401
+
+
+# --- the scoring queue -------------------------------------------------------------------------
+
+AS_OF = pd.Timestamp("2026-11-01")
+
+
+class RecordedCalls:
+    """A stand-in for `score_requests` that records how many requests each call scored."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.hold_first = threading.Event()  # the first call blocks until this is set
+        self.hold_first.set()
+
+    def __call__(
+        self, champion: object, requests: list[list[CustomerHistory]], as_of: pd.Timestamp
+    ) -> list[ScoreResponse]:
+        self.sizes.append(len(requests))
+        if len(self.sizes) == 1:
+            assert self.hold_first.wait(10)
+        answer = ScoreResponse(model_version="1", as_of=as_of.to_pydatetime(), scores=[])
+        return [answer] * len(requests)
+
+
+def scoring_queue(calls: RecordedCalls, max_wait: float, arrival_gap: float) -> ScoringQueue:
+    champion = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
+    holder: Any = SimpleNamespace(current=champion)
+    return ScoringQueue(holder, max_wait=max_wait, arrival_gap=arrival_gap, score=calls)
+
+
+async def requests_at(scoring: ScoringQueue, delays: list[float]) -> list[float]:
+    """One request after each delay (seconds after the previous); each one's wait, in seconds."""
+
+    async def one() -> float:
+        started = time.monotonic()
+        await scoring.score(example_customers(), AS_OF)
+        return time.monotonic() - started
+
+    tasks = []
+    for delay in delays:
+        await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    return list(await asyncio.gather(*tasks))
+
+
+def test_under_steady_load_a_call_waits_for_the_clients_of_the_last_cycle() -> None:
+    calls = RecordedCalls()
+    calls.hold_first.clear()
+    scoring = scoring_queue(calls, max_wait=5.0, arrival_gap=1.0)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(requests_at(scoring, [0.0]))
+        # Two requests come while the first call works: three clients are in play, so the
+        # next call takes the two waiting and waits for the first client's next request.
+        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0]))
+        await asyncio.sleep(0.4)
+        calls.hold_first.set()
+        await asyncio.gather(first, waiting, requests_at(scoring, [0.2]))
+        # Three again: the next call waits for all three, 0.2 s apart.
+        await requests_at(scoring, [0.0, 0.2, 0.2])
+        # A lone request waits one arrival gap for a partner that never comes ...
+        (alone,) = await requests_at(scoring, [0.0])
+        assert 0.9 < alone < 5.0
+        # ... and after a call of one, nothing waits: 0.2 s apart is two calls.
+        first_wait, _ = await requests_at(scoring, [0.0, 0.2])
+        assert first_wait < 0.15
+
+    asyncio.run(scenario())
+    scoring.close()
+    assert calls.sizes == [1, 3, 3, 1, 1, 1]
+
+
+def test_a_request_waits_for_others_at_most_max_wait() -> None:
+    calls = RecordedCalls()
+    calls.hold_first.clear()
+    scoring = scoring_queue(calls, max_wait=1.0, arrival_gap=1.0)
+
+    async def scenario() -> list[float]:
+        first = asyncio.create_task(requests_at(scoring, [0.0]))
+        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0, 0.0, 0.0]))
+        await asyncio.sleep(0.4)
+        calls.hold_first.set()
+        await asyncio.gather(first, waiting)
+        # The last call had four; these come 0.4 s apart, and max_wait ends the call at 1 s.
+        return await requests_at(scoring, [0.0, 0.4, 0.4, 0.8])
+
+    waits = asyncio.run(scenario())
+    scoring.close()
+    assert calls.sizes == [1, 4, 3, 1]
+    assert 0.8 < waits[0] < 1.5
+
+
+def test_no_batch_wait_scores_what_is_waiting_at_once() -> None:
+    calls = RecordedCalls()
+    calls.hold_first.clear()
+    scoring = scoring_queue(calls, max_wait=0.0, arrival_gap=1.0)
+
+    async def scenario() -> list[float]:
+        first = asyncio.create_task(requests_at(scoring, [0.0]))
+        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0]))
+        await asyncio.sleep(0.4)
+        calls.hold_first.set()
+        await asyncio.gather(first, waiting)
+        return await requests_at(scoring, [0.0, 0.3])
+
+    waits = asyncio.run(scenario())
+    scoring.close()
+    assert calls.sizes == [1, 2, 1, 1]
+    assert waits[0] < 0.25
