@@ -42,8 +42,11 @@ batches of 100 such customers, as JSON bodies built once. The service gets `--re
 single-customer requests at each concurrency (1, 8, 32) and `--batches` batch requests at
 concurrency 2, after a warm-up; then the same bodies go through the in-process path (validate
 the body, build features, score, encode the answer) one after the other in this process: the
-limit the HTTP service is measured against. Latencies are per request, wall clock. The machine
-may be shared: compare figures of one run only; the load average is printed.
+limit the HTTP service is measured against. Latencies are per request, wall clock. The goal
+counts every request at concurrency 8; the p99 after its first round of 8 (new connections,
+and a scoring thread still batching for the one client of the level before) is printed
+beside it. The machine may be shared: compare figures of one run only; the load average is
+printed.
 """
 
 
@@ -284,12 +287,15 @@ def main() -> None:
     for figures in (http_batch, limit_batch):
         print(figures.render(args.batch_size))
     p99 = float(np.percentile(http[1].latencies_ms, 99))
+    # The first round opens the connections and finds the scoring thread tuned to one client.
+    steady_p99 = float(np.percentile(http[1].latencies_ms[8:], 99))
     ratio = (len(limit_batch.latencies_ms) / limit_batch.seconds) / (
         len(http_batch.latencies_ms) / http_batch.seconds
     )
     print(
         f"\ngoal p99 < {GOAL_P99_MS:.0f} ms at concurrency 8: {p99:.1f} ms "
-        f"({'met' if p99 < GOAL_P99_MS else 'NOT met'}); batch throughput within "
+        f"({'met' if p99 < GOAL_P99_MS else 'NOT met'}; after the first round of 8, "
+        f"{steady_p99:.1f} ms); batch throughput within "
         f"{GOAL_BATCH_RATIO:.0f}x of the limit: {ratio:.2f}x "
         f"({'met' if ratio <= GOAL_BATCH_RATIO else 'NOT met'})"
     )
