@@ -347,7 +347,6 @@ class RecordedCalls:
     def __init__(self) -> None:
         self.sizes: list[int] = []
         self.hold_first = threading.Event()  # the first call blocks until this is set
-        self.hold_first.set()
 
     def __call__(
         self, champion: object, requests: list[list[CustomerHistory]], as_of: pd.Timestamp
@@ -380,19 +379,25 @@ async def requests_at(scoring: ScoringQueue, delays: list[float]) -> list[float]
     return list(await asyncio.gather(*tasks))
 
 
+async def busy_first_call(
+    scoring: ScoringQueue, calls: RecordedCalls, arriving: int, then: list[float] | None = None
+) -> None:
+    """A first call that `arriving` requests find busy; `then`: requests after it ends."""
+    first = asyncio.create_task(requests_at(scoring, [0.0]))
+    waiting = asyncio.create_task(requests_at(scoring, [0.2] + [0.0] * (arriving - 1)))
+    await asyncio.sleep(0.4)
+    calls.hold_first.set()
+    await asyncio.gather(first, waiting, requests_at(scoring, then or []))
+
+
 def test_under_steady_load_a_call_waits_for_the_clients_of_the_last_cycle() -> None:
     calls = RecordedCalls()
-    calls.hold_first.clear()
     scoring = scoring_queue(calls, max_wait=5.0, arrival_gap=1.0)
 
     async def scenario() -> None:
-        first = asyncio.create_task(requests_at(scoring, [0.0]))
         # Two requests come while the first call works: three clients are in play, so the
         # next call takes the two waiting and waits for the first client's next request.
-        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0]))
-        await asyncio.sleep(0.4)
-        calls.hold_first.set()
-        await asyncio.gather(first, waiting, requests_at(scoring, [0.2]))
+        await busy_first_call(scoring, calls, arriving=2, then=[0.2])
         # Three again: the next call waits for all three, 0.2 s apart.
         await requests_at(scoring, [0.0, 0.2, 0.2])
         # A lone request waits one arrival gap for a partner that never comes ...
@@ -409,15 +414,10 @@ def test_under_steady_load_a_call_waits_for_the_clients_of_the_last_cycle() -> N
 
 def test_a_request_waits_for_others_at_most_max_wait() -> None:
     calls = RecordedCalls()
-    calls.hold_first.clear()
     scoring = scoring_queue(calls, max_wait=1.0, arrival_gap=1.0)
 
     async def scenario() -> list[float]:
-        first = asyncio.create_task(requests_at(scoring, [0.0]))
-        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0, 0.0, 0.0]))
-        await asyncio.sleep(0.4)
-        calls.hold_first.set()
-        await asyncio.gather(first, waiting)
+        await busy_first_call(scoring, calls, arriving=4)
         # The last call had four; these come 0.4 s apart, and max_wait ends the call at 1 s.
         return await requests_at(scoring, [0.0, 0.4, 0.4, 0.8])
 
@@ -429,15 +429,10 @@ def test_a_request_waits_for_others_at_most_max_wait() -> None:
 
 def test_no_batch_wait_scores_what_is_waiting_at_once() -> None:
     calls = RecordedCalls()
-    calls.hold_first.clear()
     scoring = scoring_queue(calls, max_wait=0.0, arrival_gap=1.0)
 
     async def scenario() -> list[float]:
-        first = asyncio.create_task(requests_at(scoring, [0.0]))
-        waiting = asyncio.create_task(requests_at(scoring, [0.2, 0.0]))
-        await asyncio.sleep(0.4)
-        calls.hold_first.set()
-        await asyncio.gather(first, waiting)
+        await busy_first_call(scoring, calls, arriving=2)
         return await requests_at(scoring, [0.0, 0.3])
 
     waits = asyncio.run(scenario())
