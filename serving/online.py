@@ -8,8 +8,8 @@
 - `ScoringQueue`: one thread builds features and scores; requests that arrive while it works
   go together in its next call. Most of a call's cost is fixed (one customer about 3 ms, eight
   about 5 ms in `benchmarks/single.py`), so batching is where the throughput is. Under steady
-  load it waits a few milliseconds for as many requests as its last call had; unlike BentoML's
-  adaptive batching it never rejects a request for waiting.
+  load it waits a few milliseconds for as many requests as its last cycle brought; unlike
+  BentoML's adaptive batching it never rejects a request for waiting.
 - `Guard`: bearer-token check (constant time) and the body-size limit, in front of everything.
 """
 
