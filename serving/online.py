@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.build import feature_columns
 from features.rfm import Columns
@@ -340,24 +341,31 @@ def default_as_of(now: dt.datetime | None = None) -> pd.Timestamp:
 
 def _columns(spec: TableSpec, rows: list[Any]) -> list[str]:
     """The table's columns as a file of these rows would have them: any row giving a field."""
-    given: set[str] = set()
-    for row in rows:
-        given |= row.model_fields_set
+    given: set[str] = set().union(*(row.__pydantic_fields_set__ for row in rows))
     return [c.name for c in spec.columns if c.name != "customer_id" and c.name in given]
 
 
+_MICROSECONDS = pa.timestamp("us")
+
+
 def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str]) -> Columns:
-    """A table as the loader types it: text as Arrow strings, naive UTC datetime64[us], float64."""
+    """A table as the loader types it: text as Arrow strings, naive UTC datetime64[us], float64.
+
+    The loader's conversions happen here, a column at a time, rather than per value while
+    validating: zoned timestamps become naive UTC (Arrow converts zoned datetimes to UTC), and
+    empty text is missing, as in a CSV file.
+    """
     data: Columns = {"customer_id": pa.array(ids, pa.string())}
     for name in dict.fromkeys(columns):
-        kind = spec.column(name).kind
+        column = spec.column(name)
         values = [getattr(row, name) for row in rows]
-        if kind == "timestamp":
-            data[name] = _datetimes_us(values)
-        elif kind == "float":
+        if column.kind == "timestamp":
+            data[name] = pa.array(values, _MICROSECONDS).to_numpy(zero_copy_only=False)
+        elif column.kind == "float":
             data[name] = np.array(values, dtype=np.float64)
         else:
-            data[name] = pa.array(values, pa.string())
+            text = pa.array(values, pa.string())
+            data[name] = text if column.required else pc.if_else(pc.equal(text, ""), None, text)
     return data
 
 
@@ -370,22 +378,13 @@ class RequestTables:
     customers: Columns | None = None
 
 
-_EPOCH, _MICROSECOND = dt.datetime(1970, 1, 1), dt.timedelta(microseconds=1)
-_NAT = np.iinfo(np.int64).min
-
-
-def _datetimes_us(values: list[dt.datetime | None]) -> np.ndarray:
-    """Naive datetimes (None: NaT) as datetime64[us]; numpy's own conversion is 5x slower."""
-    micros = ((_NAT if v is None else (v - _EPOCH) // _MICROSECOND) for v in values)
-    return np.fromiter(micros, dtype=np.int64, count=len(values)).view("datetime64[us]")
-
-
 def request_tables(customers: list[CustomerHistory], keys: list[str]) -> RequestTables:
     """The contract tables of customers, each under its key (ids stay out of the features).
 
     A table is present when any customer sends it (`events: []` is an events table without
     rows for that customer; leaving `events` out is no events table), and a column when any
-    row gives it, as it would be in a data folder holding these rows.
+    row gives it, as it would be in a data folder holding these rows. Rows stay in the order
+    of `customers`.
     """
     tx_ids, tx_rows, ev_ids, ev_rows, profile_ids, profiles = [], [], [], [], [], []
     has_events = has_profiles = False
@@ -429,12 +428,13 @@ def _shape(customers: list[CustomerHistory]) -> tuple[object, ...]:
     )
 
 
-def _ignored(customers: list[CustomerHistory], as_of: pd.Timestamp) -> IgnoredRows:
-    cutoff = as_of.to_pydatetime()
-    return IgnoredRows(
-        transactions=sum(r.ts >= cutoff for c in customers for r in c.transactions),
-        events=sum(r.ts >= cutoff for c in customers for r in c.events or []),
-    )
+def later_rows(table: Columns | None, as_of: pd.Timestamp, sizes: list[int]) -> list[int]:
+    """Per request, its rows of `table` dated at or after `as_of`; `sizes`: its rows in order."""
+    if table is None:
+        return [0] * len(sizes)
+    later = np.concatenate(([0], np.cumsum(table["ts"] >= as_of.to_datetime64())))
+    ends = np.cumsum(sizes)
+    return (later[ends] - later[ends - sizes]).tolist()
 
 
 def score_customers(
@@ -456,6 +456,12 @@ def score_requests(
     tables = request_tables(
         [c for customers in requests for c in customers], [k for ks in keys for k in ks]
     )
+    later_transactions = later_rows(
+        tables.transactions, as_of, [sum(len(c.transactions) for c in r) for r in requests]
+    )
+    later_events = later_rows(
+        tables.events, as_of, [sum(len(c.events or []) for c in r) for r in requests]
+    )
     scorer = champion.scorer
     # The batch's feature and scoring code on a dict of columns: for a few customers a
     # DataFrame's cost per column would be most of the request.
@@ -468,7 +474,9 @@ def score_requests(
         scored = scorer.score_columns(features, n, as_of)
         rows = {record["customer_id"]: record for record in score_records(scored)}
     responses = []
-    for customers, request_keys in zip(requests, keys, strict=True):
+    for customers, request_keys, transactions, events in zip(
+        requests, keys, later_transactions, later_events, strict=True
+    ):
         scores, unscored = [], []
         for customer, key in zip(customers, request_keys, strict=True):
             if key in rows:
@@ -481,7 +489,7 @@ def score_requests(
                 as_of=as_of.to_pydatetime(),
                 scores=scores,
                 unscored=unscored,
-                ignored_rows=_ignored(customers, as_of),
+                ignored_rows=IgnoredRows(transactions=transactions, events=events),
             )
         )
     return responses

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
 from serving.online import (
@@ -25,12 +26,14 @@ from serving.online import (
     check_bind,
     describe,
     is_loopback,
+    later_rows,
     request_tables,
 )
 from serving.online_schema import (
     EXAMPLE_REQUEST,
     CustomerHistory,
     ScoreResponse,
+    Timestamp,
     duplicate_ids,
     example_customers,
 )
@@ -282,6 +285,62 @@ def test_zoned_timestamps_become_naive_utc() -> None:
     customer = _customer(transactions=[{"ts": "2026-01-01T03:00:00+03:30", "amount": 1}])
     tables = request_tables([customer], ["k"])
     assert tables.transactions["ts"][0] == np.datetime64("2025-12-31T23:30:00")
+
+
+def test_the_loaders_conversions_happen_in_the_columns() -> None:
+    """Zoned times to naive UTC and empty text to missing, as the loader does a file."""
+    customer = _customer(
+        transactions=[
+            {"ts": "2026-01-01T03:00:00+03:30", "amount": 1, "channel": ""},
+            {"ts": "2026-01-01T03:00:00Z", "amount": 2, "channel": "  "},
+            {"ts": "2026-01-01 03:00", "amount": 3, "channel": "web"},
+        ],
+        events=[{"ts": "2026-01-02", "event": "email_open", "channel": ""}],
+        profile={"signup_ts": "2025-06-01T00:00:00-02:00", "segment": ""},
+    )
+    tables = request_tables([customer], ["k"])
+    assert tables.transactions["ts"].tolist() == [
+        dt.datetime(2025, 12, 31, 23, 30),
+        dt.datetime(2026, 1, 1, 3),
+        dt.datetime(2026, 1, 1, 3),
+    ]
+    assert tables.transactions["channel"].to_pylist() == [None, None, "web"]
+    assert tables.events is not None and tables.events["channel"].to_pylist() == [None]
+    assert tables.events["event"].to_pylist() == ["email_open"]
+    assert tables.customers is not None
+    assert tables.customers["signup_ts"].tolist() == [dt.datetime(2025, 6, 1, 2)]
+    assert tables.customers["segment"].to_pylist() == [None]
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [1714570000, 1714570000.5, "yesterday", "2026-13-01", "1899-12-31T12:00:00", "2262-01-01Z", ""],
+)
+def test_only_iso_text_in_range_is_a_row_timestamp(ts: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        _customer(transactions=[{"ts": ts, "amount": 1}])
+    assert raised.value.errors()[0]["loc"] == ("transactions", 0, "ts")
+
+
+def test_as_of_is_naive_utc() -> None:
+    adapter = TypeAdapter(Timestamp)
+    assert adapter.validate_json('"2026-11-01T05:00:00+05:00"') == dt.datetime(2026, 11, 1)
+    assert adapter.validate_json('"2026-11-01"') == dt.datetime(2026, 11, 1)
+    with pytest.raises(ValidationError):
+        adapter.validate_json("1714570000")
+    assert adapter.json_schema() == {"type": "string", "format": "date-time"}
+
+
+def test_rows_at_or_after_as_of_are_counted_per_request() -> None:
+    def history(*days: int) -> CustomerHistory:
+        return _customer(transactions=[{"ts": f"2026-01-{d:02d}", "amount": 1} for d in days])
+
+    requests = [[history(1, 5, 9), history(4)], [history()], [history(8, 2, 10)]]
+    customers = [c for r in requests for c in r]
+    tables = request_tables(customers, [str(i) for i in range(len(customers))])
+    sizes = [sum(len(c.transactions) for c in r) for r in requests]
+    assert later_rows(tables.transactions, pd.Timestamp("2026-01-05"), sizes) == [2, 0, 2]
+    assert later_rows(None, pd.Timestamp("2026-01-05"), sizes) == [0, 0, 0]
 
 
 def test_duplicate_ids_are_found() -> None:
