@@ -121,8 +121,8 @@ class VafaService:
         return self.holder.current is not None and store_ok
 
     def __metrics__(self, content: str) -> str:
-        """BentoML's request metrics plus the served model version and registry trouble."""
-        return content + self.holder.metrics()
+        """BentoML's request metrics, the served model version, registry trouble, batching."""
+        return content + self.holder.metrics() + self.queue.metrics()
 
     @bentoml.api(route="/score")
     async def score(self, customers: Customers, as_of: AsOf = None) -> ScoreResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -161,6 +162,8 @@ def test_metrics_count_requests(server: Server, client: httpx.Client) -> None:
     metrics = httpx.get(server.url + "/metrics").text
     assert 'endpoint="/score"' in metrics
     assert f'vafa_model_loaded{{version="{server.observed["version"]}"}} 1' in metrics
+    answered = re.search(r"^vafa_scoring_requests_total (\d+)$", metrics, re.MULTILINE)
+    assert answered is not None and int(answered.group(1)) >= 1
 
 
 # --- scoring -----------------------------------------------------------------------------------

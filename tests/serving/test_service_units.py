@@ -21,6 +21,7 @@ from serving.online import (
     Champion,
     ChampionHolder,
     ConfigError,
+    NotReadyError,
     ScoringQueue,
     ServiceConfig,
     check_bind,
@@ -189,7 +190,7 @@ def test_inconsistent_settings_stop_the_start(env: dict[str, str], message: str)
 
 
 def test_the_batch_wait_is_read_in_milliseconds() -> None:
-    assert ServiceConfig.from_env({}).batch_wait_seconds == pytest.approx(0.008)
+    assert ServiceConfig.from_env({}).batch_wait_seconds == pytest.approx(0.05)
     assert ServiceConfig.from_env({"VAFA_BATCH_WAIT_MS": "0"}).batch_wait_seconds == 0.0
     assert ServiceConfig.from_env({"VAFA_BATCH_WAIT_MS": "20"}).batch_wait_seconds == 0.02
 
@@ -449,6 +450,52 @@ async def busy_first_call(
     await asyncio.gather(first, waiting, requests_at(scoring, then or []))
 
 
+def test_the_requests_of_one_turn_of_the_event_loop_are_one_call() -> None:
+    """A burst the loop reads at once goes together, however long parsing it takes."""
+    calls = RecordedCalls()
+    calls.hold_first.set()
+    scoring = scoring_queue(calls, max_wait=0.0, arrival_gap=0.0)
+
+    async def parsed_then_scored() -> None:
+        time.sleep(0.05)  # parsing: the loop is busy, and the scoring thread free to run
+        await scoring.score(example_customers(), AS_OF)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(parsed_then_scored() for _ in range(5)))
+        await asyncio.gather(*(parsed_then_scored() for _ in range(3)))
+
+    asyncio.run(scenario())
+    scoring.close()
+    assert calls.sizes == [5, 3]
+
+
+def test_a_call_waits_for_the_requests_the_loop_is_parsing() -> None:
+    """Requests parsed in the event loop's current turn join the call, however few came last.
+
+    The first round of new clients: one request is handed over alone, and the thread, finding
+    the others being parsed, waits for them instead of scoring it alone.
+    """
+    calls = RecordedCalls()
+    scoring = scoring_queue(calls, max_wait=2.0, arrival_gap=0.02)
+
+    async def parsed_slowly() -> None:
+        time.sleep(0.3)  # parsing: the loop's turn goes on; meanwhile the first call ends
+        await scoring.score(example_customers(), AS_OF)
+
+    async def scenario() -> None:
+        threading.Timer(0.25, calls.hold_first.set).start()
+        busy = asyncio.create_task(requests_at(scoring, [0.0, 0.05]))
+        await asyncio.sleep(0.1)
+        # One turn: the first request is parsed, then the second takes the loop 0.3 s.
+        await asyncio.gather(scoring.score(example_customers(), AS_OF), parsed_slowly())
+        await busy
+
+    asyncio.run(scenario())
+    scoring.close()
+    # The first call; then the one handed over while it worked, with the two being parsed.
+    assert calls.sizes == [1, 3]
+
+
 def test_under_steady_load_a_call_waits_for_the_clients_of_the_last_cycle() -> None:
     calls = RecordedCalls()
     scoring = scoring_queue(calls, max_wait=5.0, arrival_gap=1.0)
@@ -484,6 +531,51 @@ def test_a_request_waits_for_others_at_most_max_wait() -> None:
     scoring.close()
     assert calls.sizes == [1, 4, 3, 1]
     assert 0.8 < waits[0] < 1.5
+    # The metrics count what the calls did: 4 calls answered 9 requests.
+    assert "vafa_scoring_calls_total 4\n" in scoring.metrics()
+    assert "vafa_scoring_requests_total 9\n" in scoring.metrics()
+
+
+def test_a_lone_client_that_asks_again_at_once_never_waits() -> None:
+    """Its next request follows the answer: the same client, not a second one to wait for."""
+    calls = RecordedCalls()
+    calls.hold_first.set()
+    scoring = scoring_queue(calls, max_wait=5.0, arrival_gap=1.0)
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        for _ in range(30):
+            await scoring.score(example_customers(), AS_OF)
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    scoring.close()
+    assert calls.sizes == [1] * 30
+    assert elapsed < 1.0  # one wait for a second client would take a whole arrival gap
+
+
+def test_one_failing_request_does_not_fail_the_others_of_its_call() -> None:
+    def score(champion: Any, requests: list[list[CustomerHistory]], as_of: pd.Timestamp) -> Any:
+        if any(c.customer_id == "bad" for r in requests for c in r):
+            raise ValueError("cannot score")
+        return [ScoreResponse(model_version="1", as_of=as_of, scores=[]) for _ in requests]
+
+    champion = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
+    holder: Any = SimpleNamespace(current=champion)
+    scoring = ScoringQueue(holder, max_wait=0.0, arrival_gap=0.0, score=score)
+
+    async def scenario() -> list[Any]:
+        ids = ["a", "bad", "b"]
+        requests = (scoring.score([_customer(customer_id=i)], AS_OF) for i in ids)
+        return await asyncio.gather(*requests, return_exceptions=True)
+
+    good, bad, other = asyncio.run(scenario())
+    assert isinstance(good, ScoreResponse) and isinstance(other, ScoreResponse)
+    assert isinstance(bad, RuntimeError) and str(bad) == "scoring failed"
+    holder.current = None
+    with pytest.raises(NotReadyError):
+        asyncio.run(scoring.score([_customer()], AS_OF))
+    scoring.close()
 
 
 def test_no_batch_wait_scores_what_is_waiting_at_once() -> None:
