@@ -602,7 +602,7 @@ class ScoringQueue:
             self.calls += 1
             self.requests += len(batch)
             for job, answer in answers:
-                if isinstance(answer, BaseException):
+                if isinstance(answer, Exception):
                     job.future.set_exception(answer)
                 else:
                     job.future.set_result(answer)
