@@ -22,6 +22,7 @@ from serving.online import (
     ChampionHolder,
     ConfigError,
     NotReadyError,
+    ScoreRequests,
     ScoringQueue,
     ServiceConfig,
     check_bind,
@@ -418,10 +419,10 @@ class RecordedCalls:
         return [answer] * len(requests)
 
 
-def scoring_queue(calls: RecordedCalls, max_wait: float, arrival_gap: float) -> ScoringQueue:
+def scoring_queue(score: ScoreRequests, max_wait: float, arrival_gap: float) -> ScoringQueue:
     champion = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
     holder: Any = SimpleNamespace(current=champion)
-    return ScoringQueue(holder, max_wait=max_wait, arrival_gap=arrival_gap, score=calls)
+    return ScoringQueue(holder, max_wait=max_wait, arrival_gap=arrival_gap, score=score)
 
 
 async def requests_at(scoring: ScoringQueue, delays: list[float]) -> list[float]:
@@ -555,14 +556,15 @@ def test_a_lone_client_that_asks_again_at_once_never_waits() -> None:
 
 
 def test_one_failing_request_does_not_fail_the_others_of_its_call() -> None:
+    sizes: list[int] = []
+
     def score(champion: Any, requests: list[list[CustomerHistory]], as_of: pd.Timestamp) -> Any:
+        sizes.append(len(requests))
         if any(c.customer_id == "bad" for r in requests for c in r):
             raise ValueError("cannot score")
         return [ScoreResponse(model_version="1", as_of=as_of, scores=[]) for _ in requests]
 
-    champion = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
-    holder: Any = SimpleNamespace(current=champion)
-    scoring = ScoringQueue(holder, max_wait=0.0, arrival_gap=0.0, score=score)
+    scoring = scoring_queue(score, max_wait=0.0, arrival_gap=0.0)
 
     async def scenario() -> list[Any]:
         ids = ["a", "bad", "b"]
@@ -570,12 +572,16 @@ def test_one_failing_request_does_not_fail_the_others_of_its_call() -> None:
         return await asyncio.gather(*requests, return_exceptions=True)
 
     good, bad, other = asyncio.run(scenario())
+    assert sizes == [3, 1, 1, 1]  # the call of three failed; each was then scored alone
     assert isinstance(good, ScoreResponse) and isinstance(other, ScoreResponse)
     assert isinstance(bad, RuntimeError) and str(bad) == "scoring failed"
-    holder.current = None
-    with pytest.raises(NotReadyError):
-        asyncio.run(scoring.score([_customer()], AS_OF))
     scoring.close()
+    no_model: Any = SimpleNamespace(current=None)
+    waiting_for_a_model = ScoringQueue(no_model, score=score)
+    with pytest.raises(NotReadyError):
+        asyncio.run(waiting_for_a_model.score([_customer()], AS_OF))
+    waiting_for_a_model.close()
+    assert sizes == [3, 1, 1, 1]  # nothing is scored without a model
 
 
 def test_no_batch_wait_scores_what_is_waiting_at_once() -> None:
