@@ -71,7 +71,7 @@ def train_champion(customers: int, trials: int, env: dict[str, str]) -> str:
     os.environ.update(env)
     import pandas as pd
 
-    from features.generate import generate_tables
+    from features.synthetic import generate_tables
     from training.datasets import data_fingerprint
     from training.registry import configure_tracking, log_training_run
     from training.train import TrainOptions, train_models

@@ -256,8 +256,8 @@ def _merged(runs: list[dict[str, object]]) -> dict[str, object]:
 
 def generate(n: int, out: Path) -> None:
     """Write the generated tables for `n` customers as Parquet (in a child: its memory goes)."""
-    from features.generate import generate_tables
     from features.io import write_tables
+    from features.synthetic import generate_tables
 
     write_tables(generate_tables(n, seed=0), out)
 
@@ -321,8 +321,8 @@ def print_table(rows: list[Row]) -> None:
 def check_duckdb(n: int) -> None:
     """Compare the DuckDB query with our RFM block on small generated data, and say so."""
     from features.build import build_features
-    from features.generate import generate_tables
     from features.schema import Tables
+    from features.synthetic import generate_tables
 
     tables = generate_tables(n, seed=0)
     as_of = _as_of(tables.transactions)
@@ -362,8 +362,8 @@ def _mismatched_columns(ours: pd.DataFrame, theirs: pd.DataFrame) -> list[str]:
 def online(calls: int) -> None:
     """The online case: one customer with about 50 transactions and 100 events, per call."""
     from features.build import build_features
-    from features.generate import generate_tables
     from features.schema import Tables
+    from features.synthetic import generate_tables
 
     tables = generate_tables(3_000, seed=0)
     assert tables.events is not None and tables.customers is not None

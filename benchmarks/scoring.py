@@ -16,7 +16,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from features.schema import Tables
-    from serving.scorer import Scorer
+    from serving.scoring.scorer import Scorer
     from training.model import ModelBundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
 
 def trained_bundle(customers: int, trials: int, folder: Path | None) -> ModelBundle:
     """The bundle saved in `folder`, else one trained (and saved there when given)."""
-    from features.generate import generate_tables
+    from features.synthetic import generate_tables
     from training.model import BUNDLE_FILE, ModelBundle
     from training.train import TrainOptions, train_models
 
@@ -108,7 +108,7 @@ def describe(bundle: ModelBundle) -> str:
 def feature_table(customers: int, bundle: ModelBundle) -> tuple[Tables, pd.DataFrame]:
     """Generated tables (seed 1) and their feature table, with the time each took."""
     from features.build import build_features
-    from features.generate import generate_tables
+    from features.synthetic import generate_tables
 
     started = time.perf_counter()
     tables = generate_tables(customers, seed=1)
@@ -176,7 +176,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from features.build import build_features
-    from serving.scorer import NO_ACTION, Scorer
+    from serving.scoring.scorer import NO_ACTION, Scorer
 
     print(f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
     bundle = trained_bundle(args.train_customers, args.trials, args.bundle)

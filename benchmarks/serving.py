@@ -150,7 +150,7 @@ async def load(url: str, requests: list[bytes], concurrency: int, label: str) ->
 def in_process(champion: Any, requests: list[bytes], label: str) -> Figures:
     """The limit: body validation, features, scores and the encoded answer, no HTTP."""
     from serving.online import score_customers
-    from serving.online_schema import CustomerHistory
+    from serving.online.schema import CustomerHistory
 
     latencies = []
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def free_port() -> int:
 
 def train_champion(folder: Path, customers: int) -> str:
     """A champion in a scratch registry; returns the tracking URI."""
-    from features.generate import generate_tables
+    from features.synthetic import generate_tables
     from training.registry import configure_tracking, log_training_run
     from training.train import TrainOptions, train_models
 

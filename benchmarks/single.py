@@ -64,7 +64,7 @@ printed), or runs close in time.
 
 def trained_bundle(customers: int, folder: Path | None) -> ModelBundle:
     """The bundle saved in `folder`, else one trained small (and saved there when given)."""
-    from features.generate import generate_tables
+    from features.synthetic import generate_tables
     from training.model import BUNDLE_FILE, ModelBundle
     from training.train import TrainOptions, train_models
 
@@ -125,8 +125,8 @@ def main() -> None:
     from benchmarks.serving import customer
     from features.build import feature_columns
     from serving.online import Champion, request_tables, score_customers, settle_memory
-    from serving.online_schema import CustomerHistory
-    from serving.scorer import Scorer
+    from serving.online.schema import CustomerHistory
+    from serving.scoring.scorer import Scorer
     from vafa.settings import quiet_telemetry
 
     quiet_telemetry()

@@ -38,10 +38,10 @@ def main() -> None:
     """Time both engines and print the figures."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     from features.build import build_features
-    from features.generate import generate_tables
     from features.io import load_tables, write_tables
-    from serving.scorer import Scorer
-    from serving.spark import collect_scores, score_with_spark, spark_session
+    from features.synthetic import generate_tables
+    from serving.batch.spark import collect_scores, score_with_spark, spark_session
+    from serving.scoring.scorer import Scorer
     from training.train import TrainOptions, train_models
 
     parser = argparse.ArgumentParser(

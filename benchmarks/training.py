@@ -39,8 +39,8 @@ ROW_METRICS = ("rows_churn_train", "rows_churn_valid", "rows_spend_train", "rows
 
 def generate(customers: int, seed: int, folder: Path) -> tuple[float, dict[str, int]]:
     """Write generated tables to `folder`; returns the seconds taken and the rows per table."""
-    from features.generate import generate_tables
     from features.io import write_tables
+    from features.synthetic import generate_tables
 
     started = time.perf_counter()
     tables = generate_tables(customers, seed=seed)

@@ -13,8 +13,8 @@ import pytest
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
-from features.generate import generate_tables
 from features.io import write_tables
+from features.synthetic import generate_tables
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))

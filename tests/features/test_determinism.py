@@ -5,7 +5,7 @@ from __future__ import annotations
 from pandas.testing import assert_frame_equal
 
 from features.build import build_features
-from features.generate import generate_tables
+from features.synthetic import generate_tables
 
 
 def test_features_are_bit_identical_from_run_to_run() -> None:

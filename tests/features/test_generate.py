@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import features.generate as generate
-from features.generate import generate_tables
+import features.synthetic as generate
 from features.schema import CUSTOMERS, EVENTS, KNOWN_EVENTS, TRANSACTIONS, Tables, TableSpec
+from features.synthetic import generate_tables
 
 END = pd.Timestamp("2026-11-01")
 DAY = pd.Timedelta(days=1)

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from features.build import build_features, build_rfm_summary
-from features.generate import generate_tables
 from features.labels import build_training_set, snapshot_cutoffs
 from features.schema import KNOWN_EVENTS, Tables
+from features.synthetic import generate_tables
 
 BASE = generate_tables(60, seed=7, end="2026-01-01", years=1.5)
 AS_OFS = list(pd.date_range("2025-03-01", "2025-12-01", freq="17D"))

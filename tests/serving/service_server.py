@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from features.generate import generate_tables
 from features.schema import Tables
+from features.synthetic import generate_tables
 from training.registry import configure_tracking, log_training_run
 from training.train import TrainOptions, TrainResult, train_models
 

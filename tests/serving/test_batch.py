@@ -20,12 +20,12 @@ from pandas.testing import assert_frame_equal
 
 from features.build import build_features, feature_columns
 from features.columns import text_arrays
-from features.generate import generate_tables
 from features.io import write_tables
 from features.labels import build_labels
 from features.schema import Tables
-from serving import batch
-from serving.batch import (
+from features.synthetic import generate_tables
+from serving.batch import job as batch
+from serving.batch.job import (
     BatchError,
     BatchOptions,
     action_changes,
@@ -35,8 +35,8 @@ from serving.batch import (
     split_by_customer,
 )
 from serving.online import RequestTables
-from serving.scorer import Scorer
-from serving.segments import SegmentThresholds, reference_population
+from serving.scoring.scorer import Scorer
+from serving.scoring.segments import SegmentThresholds, reference_population
 from serving.store import ScoreStore, score_records
 from training.datasets import FeatureSpec
 from training.model import Calibrator, ModelBundle, SpendModel

@@ -28,8 +28,11 @@ def test_bentoml_build_packs_the_service_its_routes_and_the_lock(tmp_path: Path)
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())
     routes = {api["route"] for api in manifest["schema"]["routes"]}
     assert {"/score", "/lookup", "/reload"} <= routes
-    assert (bento / "src" / "serving" / "service.py").exists()
-    assert (bento / "src" / "serving" / "policy.yaml").exists()
+    src = bento / "src"
+    assert (src / "serving" / "online" / "service.py").exists()
+    assert (src / "serving" / "scoring" / "policy" / "policy.yaml").exists()
+    assert (src / "serving" / "report" / "template.html").exists()
+    assert (src / "serving" / "batch" / "spark.py").exists()
     assert not (bento / "src" / "tests").exists()
     locked = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "lightgbm==" in locked and "bentoml==" in locked

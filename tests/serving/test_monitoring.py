@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from features.build import build_features
-from features.generate import generate_tables
 from features.schema import Tables
-from serving.monitoring import DriftMonitor, FreshnessRules, check_freshness
+from features.synthetic import generate_tables
+from serving.batch.monitoring import DriftMonitor, FreshnessRules, check_freshness
 from training.reference import Histogram, fit_reference, psi
 
 AS_OF = pd.Timestamp("2026-11-01")

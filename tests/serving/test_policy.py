@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from features.build import build_features
-from features.generate import generate_tables
-from serving.policy import (
+from features.synthetic import generate_tables
+from serving.scoring.policy import (
     OUTPUT_COLUMNS,
     Policy,
     PolicyError,
@@ -23,7 +23,7 @@ from serving.policy import (
     load_policy,
     recommend,
 )
-from serving.segments import SEGMENTS, SegmentThresholds, assign_segments
+from serving.scoring.segments import SEGMENTS, SegmentThresholds, assign_segments
 
 NAN = math.nan
 

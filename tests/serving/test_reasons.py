@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.reasons import ReasonModel
-from serving.scorer import Scorer
+from serving.scoring.reasons import ReasonModel
+from serving.scoring.scorer import Scorer
 from training.datasets import FeatureSpec
 from training.model import Calibrator, ModelBundle, SpendModel
 
@@ -137,7 +137,7 @@ def test_a_prepared_scorer_builds_nothing_on_its_first_reasons(
     def build_again(*args: object, **kwargs: object) -> None:
         raise AssertionError("TreeSHAP tables built while scoring a request")
 
-    monkeypatch.setattr("serving.scorer.GroupedTreeShap.for_booster", build_again)
+    monkeypatch.setattr("serving.scoring.scorer.GroupedTreeShap.for_booster", build_again)
     scores = scorer.score(customers(), pd.Timestamp("2026-01-01"), reasons="all")
     assert scores["reasons"].str.len().gt(0).all()
 

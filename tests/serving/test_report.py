@@ -13,10 +13,10 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 from typer.testing import CliRunner
 
 from features.build import build_features
-from features.generate import generate_tables
 from features.io import write_tables
 from features.schema import Tables
-from serving.batch import summarise
+from features.synthetic import generate_tables
+from serving.batch.job import summarise
 from serving.report import (
     ReportError,
     build_dashboard,

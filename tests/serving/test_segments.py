@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.segments import (
+from serving.scoring.segments import (
     LIFECYCLE_STAGES,
     SEGMENTS,
     TIERS,

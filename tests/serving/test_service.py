@@ -26,8 +26,8 @@ from schemathesis.checks import not_a_server_error
 from features.build import build_features, feature_columns
 from features.schema import Tables
 from serving.online import request_tables
-from serving.online_schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
-from serving.scorer import Scorer
+from serving.online.schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
+from serving.scoring.scorer import Scorer
 from serving.store import ScoreStore
 from tests.serving.service_server import Server, register, start_server, train_small
 from training.registry import promote

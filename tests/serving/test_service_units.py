@@ -31,7 +31,7 @@ from serving.online import (
     later_rows,
     request_tables,
 )
-from serving.online_schema import (
+from serving.online.schema import (
     EXAMPLE_REQUEST,
     CustomerHistory,
     ScoreResponse,

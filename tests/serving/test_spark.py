@@ -13,11 +13,11 @@ from pyspark.errors import PythonException
 from pyspark.sql import SparkSession
 
 from features.build import build_features
-from features.generate import generate_tables
 from features.io import DataValidationError, load_tables, write_tables
 from features.schema import Tables
-from serving.scorer import Scorer
-from serving.spark import collect_scores, score_with_spark, spark_session
+from features.synthetic import generate_tables
+from serving.batch.spark import collect_scores, score_with_spark, spark_session
+from serving.scoring.scorer import Scorer
 from training.model import ModelBundle
 from training.train import TrainOptions, train_models
 
@@ -144,7 +144,7 @@ def test_a_bundle_without_segment_thresholds_is_refused(
 def test_vafa_score_engine_spark_publishes_what_the_local_engine_does(
     spark: SparkSession, folder: Path, bundle: ModelBundle, tmp_path: Path
 ) -> None:
-    from serving.batch import BatchOptions, run_batch
+    from serving.batch.job import BatchOptions, run_batch
     from serving.store import ScoreStore
 
     loaded = load_tables(folder).tables

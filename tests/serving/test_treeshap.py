@@ -6,8 +6,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving import treeshap
-from serving.treeshap import GroupedTreeShap
+from serving.scoring import treeshap
+from serving.scoring.treeshap import GroupedTreeShap
 
 N_FEATURES = 7
 

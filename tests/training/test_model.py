@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.generate import generate_tables
 from features.labels import build_training_set
+from features.synthetic import generate_tables
 from training.btyd_features import BTYD_COLUMNS, add_btyd_features, with_btyd_by_snapshot
 from training.model import Calibrator, discount_factor
 

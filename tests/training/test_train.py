@@ -11,8 +11,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from features.build import build_features
-from features.generate import generate_tables
 from features.schema import Tables
+from features.synthetic import generate_tables
 from training.datasets import HistoryTooShortError, build_training_data, plan_cutoffs
 from training.registry import (
     CHALLENGER,

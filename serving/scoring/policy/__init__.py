@@ -1,6 +1,6 @@
 """The retention policy: one recommended action, channel and reason per scored customer.
 
-The policy is data (`serving/policy.yaml` is the packaged default; see its comments): named
+The policy is data (the packaged default is `policy.yaml` beside this module): named
 triggers with their parameters, rules in priority order mapping triggers to actions, the
 discount rule, the channel preference and, per action, its label, channel, cost and assumed
 success rate (for the campaign planner). This module only validates it and applies it to a
@@ -56,7 +56,7 @@ import pandas as pd
 import yaml
 
 from features.columns import ColumnData, categorical, numbers, row_count, text_arrays
-from serving.segments import SEGMENTS, TIERS
+from serving.scoring.segments import SEGMENTS, TIERS
 
 ID = "customer_id"
 CHANNELS = ("email", "sms", "push", "messenger", "phone")
@@ -108,7 +108,8 @@ class _Data:
     def isin(self, name: str, allowed: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
         if name not in self.data:
             raise ValueError(
-                f"the policy needs column {name!r}: run serving.segments.assign_segments first"
+                f"the policy needs column {name!r}: "
+                "run serving.scoring.segments.assign_segments first"
             )
         column = self.data[name]
         coded = categorical(column)
@@ -124,7 +125,7 @@ class _Data:
         if unknown:
             raise ValueError(
                 f"column {name!r} holds {sorted(map(str, unknown))[:5]}, not values of "
-                f"{list(vocabulary)}: run serving.segments.assign_segments first"
+                f"{list(vocabulary)}: run serving.scoring.segments.assign_segments first"
             )
         return column.isin(list(allowed)).to_numpy(dtype=bool)
 
@@ -593,14 +594,14 @@ def _parse(data: Any, source: str) -> Policy:
 
 def default_policy_path() -> Path:
     """The packaged default policy file."""
-    return Path(str(importlib.resources.files("serving").joinpath("policy.yaml")))
+    return Path(str(importlib.resources.files("serving.scoring.policy").joinpath("policy.yaml")))
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read and validate a policy YAML file.
 
     Args:
-        path: the file; None reads the packaged default (`serving/policy.yaml`).
+        path: the file; None reads the packaged default (`serving/scoring/policy/policy.yaml`).
 
     Returns:
         The validated policy.
@@ -610,8 +611,12 @@ def load_policy(path: str | Path | None = None) -> Policy:
         PolicyError: not YAML, or not a valid policy; the message names the file and key.
     """
     if path is None:
-        file: Path | str = "serving/policy.yaml (packaged default)"
-        text = importlib.resources.files("serving").joinpath("policy.yaml").read_text("utf-8")
+        file: Path | str = "serving/scoring/policy/policy.yaml (packaged default)"
+        text = (
+            importlib.resources.files("serving.scoring.policy")
+            .joinpath("policy.yaml")
+            .read_text("utf-8")
+        )
     else:
         file = Path(path)
         text = file.read_text(encoding="utf-8")
@@ -743,7 +748,7 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
 
     Args:
         scored: one row per customer: `customer_id`, the scores, the features and the
-            columns of `serving.segments.assign_segments`. Feature columns a trigger needs
+            columns of `serving.scoring.segments.assign_segments`. Feature columns a trigger needs
             but the frame lacks (no events table, say) count as missing data: the trigger
             does not fire. `Policy.columns` lists what is read.
         policy: the policy (see `load_policy`).

@@ -25,7 +25,6 @@ quiet_telemetry()
 import pandas as pd  # noqa: E402
 
 from features.build import build_features  # noqa: E402
-from features.generate import generate_tables  # noqa: E402
 from features.io import (  # noqa: E402  # noqa: E402
     DataValidationError,
     LoadResult,
@@ -35,12 +34,13 @@ from features.io import (  # noqa: E402  # noqa: E402
     write_tables,
 )
 from features.schema import Tables, to_timestamp  # noqa: E402
-from serving.batch import DEFAULT_CHUNK_CUSTOMERS  # noqa: E402
-from serving.monitoring import DRIFT_THRESHOLD, FreshnessRules  # noqa: E402
+from features.synthetic import generate_tables  # noqa: E402
+from serving.batch.job import DEFAULT_CHUNK_CUSTOMERS  # noqa: E402
+from serving.batch.monitoring import DRIFT_THRESHOLD, FreshnessRules  # noqa: E402
 from training.train import TrainOptions  # noqa: E402
 
 if TYPE_CHECKING:
-    from serving.batch import BatchOptions, BatchResult
+    from serving.batch.job import BatchOptions, BatchResult
 
 log = logging.getLogger("vafa")
 
@@ -463,7 +463,7 @@ def score(
     Exit codes: 0 ok, 1 failure (previous results intact), 2 usage, 3 bad data, 4 drift with
     --fail-on-drift, 5 stale data with --fail-on-stale (4 and 5 still publish the scores).
     """
-    from serving.batch import BatchOptions
+    from serving.batch.job import BatchOptions
 
     options = BatchOptions(
         chunk_customers=chunk_customers,
@@ -502,9 +502,9 @@ def run_scoring(
     use_store: bool = True,
 ) -> BatchResult:
     """Load, score with the champion, write the run's folder and the store, log to MLflow."""
-    from serving.batch import BatchOptions, engine_for, run_batch
-    from serving.monitoring import log_run
-    from serving.scorer import Scorer
+    from serving.batch.job import BatchOptions, engine_for, run_batch
+    from serving.batch.monitoring import log_run
+    from serving.scoring.scorer import Scorer
     from serving.store import ScoreStore
 
     options = options or BatchOptions()
@@ -577,7 +577,7 @@ def campaign(
 ) -> None:
     """Pick whom to contact under a budget for the most expected retained value minus cost."""
     from serving.campaign import plan_campaign, write_plan
-    from serving.policy import load_policy
+    from serving.scoring.policy import load_policy
 
     run = latest_scores(scores, as_of)
     table = pd.read_parquet(run / "scores.parquet")
@@ -708,7 +708,7 @@ def serve(
     env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
     if insecure:
         env["VAFA_ALLOW_INSECURE"] = "1"
-    args = ["serving.service:VafaService", "--host", host, "--port", str(port)]
+    args = ["serving.online.service:VafaService", "--host", host, "--port", str(port)]
     command = [sys.executable, "-m", "bentoml", "serve", *args, "--working-dir", str(REPO_ROOT)]
     # The server replaces this process: signals and the exit code are the server's own.
     os.execve(sys.executable, command, env)
@@ -778,7 +778,7 @@ def demo(
 def plan_demo_campaign(scores: pd.DataFrame, run: Path) -> None:
     """A campaign with a budget of 50 per 100 customers, written beside the scores."""
     from serving.campaign import plan_campaign, write_plan
-    from serving.policy import load_policy
+    from serving.scoring.policy import load_policy
 
     budget = 50.0 * max(len(scores) // 100, 1)
     plan = plan_campaign(scores, load_policy().actions, budget, 1.0)

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from features.columns import ColumnData, numbers, text_arrays
-from serving.policy import Policy, load_policy, recommend_columns
-from serving.reasons import ReasonModel
-from serving.segments import SegmentThresholds, reference_population, segment_columns
-from serving.treeshap import GroupedTreeShap
+from serving.scoring.policy import Policy, load_policy, recommend_columns
+from serving.scoring.reasons import ReasonModel
+from serving.scoring.segments import SegmentThresholds, reference_population, segment_columns
+from serving.scoring.treeshap import GroupedTreeShap
 from training.model import ModelBundle, ModelInput, predict
 
 ReasonScope = Literal["actionable", "all", "none"]
@@ -179,7 +179,7 @@ class Scorer:
     def _family_contributions(self, matrix: ModelInput) -> np.ndarray:
         """Churn TreeSHAP values summed by reason family (rows x families).
 
-        The tabled TreeSHAP (`serving.treeshap`) gives `pred_contrib`'s values several times
+        The tabled TreeSHAP (`serving.scoring.treeshap`) gives `pred_contrib`'s values several times
         faster; models too deep to table, or read as a frame, take `pred_contrib`.
         """
         if isinstance(matrix, np.ndarray) and (explainer := self._explainer) is not None:

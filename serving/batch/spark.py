@@ -28,9 +28,9 @@ from features.io import (
     _RawTable,
 )
 from features.schema import TABLE_SPECS, Tables, to_timestamp
-from serving.batch import Scored, split_by_customer
-from serving.policy import Policy
-from serving.scorer import Scorer
+from serving.batch.job import Scored, split_by_customer
+from serving.scoring.policy import Policy
+from serving.scoring.scorer import Scorer
 from training.model import ModelBundle
 
 if TYPE_CHECKING:
@@ -465,7 +465,7 @@ def spark_engine(
     chunk_customers: int | None = None,
     on_features: Callable[[pd.DataFrame], None] | None = None,
 ) -> Scored:
-    """`vafa score --engine spark`: the batch's engine step on Spark (`serving.batch.Engine`).
+    """`vafa score --engine spark`: the batch's engine step on Spark (`serving.batch.job.Engine`).
 
     Features and scores are computed on Spark (`VAFA_SPARK_MASTER`, default `local[2]`); the
     batch around it (freshness, changed actions, writing, the store, monitoring) is the
@@ -520,7 +520,7 @@ def main(
     argv: Sequence[str] | None = None, *, session: Callable[..., SparkSession] = spark_session
 ) -> int:
     """The `spark-submit` entry point: score a data folder and write Parquet."""
-    parser = argparse.ArgumentParser(prog="python -m serving.spark", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m serving.batch.spark", description=__doc__)
     parser.add_argument(
         "--data", required=True, help="data folder (local path, hdfs://, s3a://...)"
     )
@@ -544,9 +544,9 @@ def main(
 
 if __name__ == "__main__":
     # Run as a file or with -m, this module is `__main__`, whose functions Spark would ship by
-    # value (with an empty Scorer cache per task). Run the importable `serving.spark` instead;
-    # the repository root replaces this folder on the path (`spark-submit serving/spark.py`).
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-    from serving.spark import main as _main
+    # value (with an empty Scorer cache per task). Run the importable `serving.batch.spark` instead;
+    # the repository root replaces this folder on the path (`spark-submit serving/batch/spark.py`).
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+    from serving.batch.spark import main as _main
 
     raise SystemExit(_main())

@@ -1,6 +1,6 @@
 """The online scoring service for the CRM: BentoML's thin layer over `serving.online`.
 
-Start it with `vafa serve` (or `bentoml serve serving.service:VafaService`). It loads the
+Start it with `vafa serve` (or `bentoml serve serving.online.service:VafaService`). It loads the
 `champion` from the MLflow registry at start-up and follows the alias; `/score` builds features
 with the batch's code and scores them with the batch's `Scorer`; `/lookup` reads the nightly
 scores store. See the README's "Online scoring" section for every decision on bad input.
@@ -31,7 +31,7 @@ from serving.online import (  # noqa: E402
     default_as_of,
     describe,
 )
-from serving.online_schema import (  # noqa: E402
+from serving.online.schema import (  # noqa: E402
     EXAMPLE_REQUEST,
     MAX_CUSTOMERS,
     CustomerHistory,

@@ -1,6 +1,6 @@
 """The online service's machinery without BentoML: settings, the champion, batching, the guard.
 
-`serving/service.py` is the thin BentoML layer over these pieces:
+`serving/online/service.py` is the thin BentoML layer over these pieces:
 
 - `ServiceConfig`: token, limits and intervals from the environment, read once at start-up.
 - `ChampionHolder`: the champion's `Scorer`, replaced whole when the registry alias moves; a
@@ -42,8 +42,8 @@ import pyarrow.compute as pc
 from features.build import feature_columns
 from features.rfm import Columns
 from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
-from serving.online_schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
-from serving.scorer import Scorer
+from serving.online.schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
+from serving.scoring.scorer import Scorer
 from serving.store import score_records
 
 log = logging.getLogger("vafa.service")
@@ -210,7 +210,7 @@ def load_champion(alias: str) -> Champion:
 
     The example makes a model that cannot score fail here, before it replaces anything.
     """
-    from serving.online_schema import example_customers
+    from serving.online.schema import example_customers
     from training.registry import load_bundle
 
     bundle, version = load_bundle(alias)

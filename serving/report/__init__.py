@@ -4,7 +4,7 @@ Where each figure comes from:
 
 * The scores of each `as_of=YYYY-MM-DD/` run (`scores.parquet`) and its `summary.json`: customer
   equity, value at risk, the expected churn rate, actions and segments are the batch's own
-  figures (`serving.batch.summarise`); a run without a summary gets them from the same
+  figures (`serving.batch.job.summarise`); a run without a summary gets them from the same
   function, so there is one definition of each.
 * Behaviour and survey figures (retention, repeat purchase, NPS, CSAT, support, product
   category, purchase channel, customer type) need the customers' history. They are read from
@@ -36,7 +36,7 @@ import pandas as pd
 from features.build import build_features
 from features.io import write_text
 from features.schema import Tables, to_timestamp
-from serving.batch import summarise
+from serving.batch.job import summarise
 
 log = logging.getLogger(__name__)
 
@@ -1083,7 +1083,7 @@ def render_html(d: Dashboard) -> str:
         "NPS = % promoters (9-10) - % detractors (0-6)."
     )
     template = string.Template(
-        importlib.resources.files("serving").joinpath("report_template.html").read_text("utf-8")
+        importlib.resources.files("serving.report").joinpath("template.html").read_text("utf-8")
     )
     return template.substitute(
         title=esc(f"Vafa: customer value dashboard, {d.run.as_of.date()}"),

@@ -31,8 +31,8 @@ import polars as pl
 from features.build import build_features
 from features.io import write_frame
 from features.schema import Tables
-from serving.monitoring import DRIFT_THRESHOLD, DriftMonitor, FreshnessRules, check_freshness
-from serving.scorer import NO_ACTION, Scorer
+from serving.batch.monitoring import DRIFT_THRESHOLD, DriftMonitor, FreshnessRules, check_freshness
+from serving.scoring.scorer import NO_ACTION, Scorer
 from serving.store import ScoreStore, safe_url
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def _spark(
     on_features: FeatureSink | None = None,
 ) -> Scored:
     """Spark (and its JVM) is imported only by the runs that ask for it."""
-    from serving.spark import spark_engine
+    from serving.batch.spark import spark_engine
 
     return spark_engine(
         tables, as_of, scorer, chunk_customers=chunk_customers, on_features=on_features

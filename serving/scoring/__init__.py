@@ -1,0 +1,1 @@
+"""The decision core: scores, reasons, segments and actions from features; pure, no IO."""
