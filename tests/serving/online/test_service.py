@@ -29,7 +29,7 @@ from serving.online import request_tables
 from serving.online.schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
 from serving.scoring.scorer import Scorer
 from serving.store import ScoreStore
-from tests.serving.service_server import Server, register, start_server, train_small
+from tests.serving.online.service_server import Server, register, start_server, train_small
 from training.registry import promote
 from training.train import TrainResult
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_bentoml_build_packs_the_service_its_routes_and_the_lock(tmp_path: Path) -> None:

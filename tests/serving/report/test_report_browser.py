@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from serving.report import money, write_report
-from tests.serving.test_report import make_runs
+from tests.serving.report.test_report import make_runs
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None

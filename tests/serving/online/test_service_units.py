@@ -40,7 +40,7 @@ from serving.online.schema import (
     example_customers,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 class FakeRegistry:
