@@ -9,17 +9,12 @@ engine (Spark) replaces that one step and shares everything else.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
-import os
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +27,8 @@ from features.build import build_features
 from features.io import write_frame
 from features.schema import Tables
 from serving.batch.monitoring import DRIFT_THRESHOLD, DriftMonitor, FreshnessRules, check_freshness
-from serving.scoring.scorer import NO_ACTION, Scorer
+from serving.runs import exclusive, previous_run, run_date, run_folder, staged, summarise
+from serving.scoring.scorer import Scorer
 from serving.store import ScoreStore, safe_url
 
 log = logging.getLogger(__name__)
@@ -40,9 +36,6 @@ log = logging.getLogger(__name__)
 # Customers per chunk: features and reasons of 200k customers take about a gigabyte; the
 # result is the same for any chunk size (tested), only the peak memory changes.
 DEFAULT_CHUNK_CUSTOMERS = 200_000
-RUN_PREFIX = "as_of="
-SCORE_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-DISTRIBUTION_COLUMNS = ("churn_probability", "predicted_spend", "clv", "value_at_risk")
 
 FeatureSink = Callable[[pd.DataFrame], None]
 
@@ -277,53 +270,7 @@ def _progress(items: Iterator[Tables], total: int) -> Iterator[Tables]:
         log.info("chunk %d/%d scored (%.0f s so far)", index, total, time.perf_counter() - started)
 
 
-def summarise(scores: pd.DataFrame, timings: dict[str, float]) -> dict[str, Any]:
-    """Counts, distributions and model versions of one run, for people and for monitoring."""
-    quantiles = [0.1, 0.5, 0.9]
-    return {
-        "customers": len(scores),
-        "model_versions": sorted(scores["model_version"].astype(str).unique().tolist()),
-        "customer_equity": float(scores["clv"].sum()),
-        "value_at_risk": float(scores["value_at_risk"].sum()),
-        "mean_churn_probability": float(scores["churn_probability"].mean()),
-        "churn_probability_quantiles": scores["churn_probability"]
-        .quantile(quantiles)
-        .round(4)
-        .tolist(),
-        "clv_quantiles": scores["clv"].quantile(quantiles).round(2).tolist(),
-        "score_distributions": {
-            column: {
-                f"p{round(q * 100):02d}": round(float(v), 4)
-                for q, v in scores[column].quantile(list(SCORE_QUANTILES)).items()
-            }
-            | {"mean": round(float(scores[column].mean()), 4)}
-            for column in DISTRIBUTION_COLUMNS
-            if column in scores and len(scores)
-        },
-        "actions": {str(k): int(v) for k, v in scores["recommended_action"].value_counts().items()},
-        "with_action": int((scores["recommended_action"] != NO_ACTION).sum()),
-        "segments": {str(k): int(v) for k, v in scores["segment"].value_counts().items()},
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-    }
-
-
 # --- changes since the previous run ----------------------------------------------------------
-
-
-def run_folder(out_dir: Path, as_of: pd.Timestamp) -> Path:
-    """Where the run as of a date lives."""
-    return out_dir / f"{RUN_PREFIX}{pd.Timestamp(as_of).date()}"
-
-
-def previous_run(out_dir: Path, as_of: pd.Timestamp) -> Path | None:
-    """The latest run folder before `as_of`: a re-run of a date never compares to itself."""
-    day = str(pd.Timestamp(as_of).date())
-    earlier = sorted(
-        p
-        for p in out_dir.glob(f"{RUN_PREFIX}*")
-        if p.name.removeprefix(RUN_PREFIX) < day and (p / "scores.parquet").is_file()
-    )
-    return earlier[-1] if earlier else None
 
 
 def action_changes(
@@ -415,7 +362,7 @@ def run_batch(
     """
     as_of = pd.Timestamp(as_of)
     try:
-        with _exclusive(Path(out_dir)):
+        with exclusive(Path(out_dir)):
             return _run(tables, as_of, scorer, Path(out_dir), store, options, extra or {})
     except Exception as exc:
         raise BatchError(
@@ -459,14 +406,14 @@ def _run(
         )
     previous = previous_run(out_dir, as_of)
     changed, changes = action_changes(scores, _read_previous(previous))
-    changes = {"previous_as_of": _run_date(previous)} | changes
+    changes = {"previous_as_of": run_date(previous)} | changes
     summary: dict[str, Any] = (
         {"as_of": str(as_of.date()), "engine": options.engine, "chunks": scored.chunks}
         | extra
         | summarise(scores, scored.timings)
         | {"changes": changes, "drift": drift, "freshness": freshness}
     )
-    with _staged(out_dir, as_of) as staging:
+    with staged(out_dir, as_of) as staging:
         tick = time.perf_counter()
         write_frame(scores, staging / "scores.parquet")
         write_frame(scores, staging / "scores.csv")
@@ -485,74 +432,3 @@ def _run(
 
 def _psi_of(drift: dict[str, Any], column: str) -> float:
     return float(drift["features_psi"].get(column, drift["scores_psi"].get(column, math.nan)))
-
-
-def _run_date(folder: Path | None) -> str | None:
-    return None if folder is None else folder.name.removeprefix(RUN_PREFIX)
-
-
-@contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """One run at a time per output folder, and what a killed run left there tidied first.
-
-    The lock is `flock` on the folder itself: no lock file to go stale, since the kernel
-    releases it when the run ends or dies. Holding it, any `.staging-*` or `.retired-*`
-    folder is a dead run's (see `_staged`, `_swap`).
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle = os.open(out_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(
-                f"another run is writing to {out_dir}; this one stopped before changing anything"
-            ) from None
-        _tidy(out_dir)
-        yield
-    finally:
-        os.close(handle)
-
-
-def _tidy(out_dir: Path) -> None:
-    """Remove a dead run's folders; put back a run folder it had moved aside mid-swap."""
-    for retired in sorted(out_dir.glob(".retired-*")):
-        final = out_dir / retired.name.removeprefix(".retired-").rsplit("-", 1)[0]
-        if final.exists():
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(retired, final)
-            log.warning("put back %s, moved aside by a run that stopped mid-swap", final)
-    for staging in out_dir.glob(".staging-*"):
-        log.warning("removing %s, left by a run that did not finish", staging)
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextmanager
-def _staged(out_dir: Path, as_of: pd.Timestamp) -> Iterator[Path]:
-    """A fresh folder to write the run into, swapped in for `as_of=DATE/` only on success."""
-    final = run_folder(out_dir, as_of)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / f".staging-{final.name}-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        yield staging
-        _swap(staging, final)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap(staging: Path, final: Path) -> None:
-    """Replace `final` by `staging` with two renames; the old one comes back if the second fails."""
-    if not final.exists():
-        os.replace(staging, final)
-        return
-    retired = final.with_name(f".retired-{final.name}-{uuid.uuid4().hex}")
-    os.replace(final, retired)
-    try:
-        os.replace(staging, final)
-    except BaseException:
-        os.replace(retired, final)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

@@ -4,7 +4,7 @@ Where each figure comes from:
 
 * The scores of each `as_of=YYYY-MM-DD/` run (`scores.parquet`) and its `summary.json`: customer
   equity, value at risk, the expected churn rate, actions and segments are the batch's own
-  figures (`serving.batch.job.summarise`); a run without a summary gets them from the same
+  figures (`serving.runs.summarise`); a run without a summary gets them from the same
   function, so there is one definition of each.
 * Behaviour and survey figures (retention, repeat purchase, NPS, CSAT, support, product
   category, purchase channel, customer type) need the customers' history. They are read from
@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import importlib.resources
 import io
-import json
 import logging
 import math
 import string
@@ -35,8 +34,8 @@ import pandas as pd
 
 from features.build import build_features
 from features.io import write_text
-from features.schema import Tables, to_timestamp
-from serving.batch.job import summarise
+from features.schema import Tables
+from serving.runs import Run, changes_path, find_runs, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +78,10 @@ GROUPINGS = {
     "dominant_channel": "Purchase channel (most orders)",
 }
 UNKNOWN = "unknown"
-CHANGES_FILES = ("changed_actions.parquet", "changes.parquet")
 
 
 class ReportError(ValueError):
     """A scores folder (or run in it) the dashboard cannot be made from; the message says why."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """One scoring run: the folder `as_of=YYYY-MM-DD` and its date."""
-
-    as_of: pd.Timestamp
-    folder: Path
 
 
 @dataclass
@@ -114,30 +104,21 @@ class Dashboard:
 # --- reading runs -------------------------------------------------------------------------------
 
 
-def find_runs(scores_dir: Path) -> list[Run]:
-    """Every `as_of=` run folder with scores under `scores_dir`, oldest first.
+def published_runs(scores_dir: Path) -> list[Run]:
+    """Every published run under `scores_dir`, oldest first.
 
     Raises:
         ReportError: the folder does not exist, or holds no run.
     """
     if not scores_dir.is_dir():
         raise ReportError(f"{scores_dir} is not a folder of scores (written by `vafa score`)")
-    runs = []
-    for folder in scores_dir.glob("as_of=*"):
-        if not (folder / "scores.parquet").is_file():
-            continue
-        try:
-            as_of = to_timestamp(folder.name.removeprefix("as_of="))
-        except ValueError:
-            log.warning("skipping %s: not a date after as_of=", folder.name)
-            continue
-        runs.append(Run(as_of, folder))
+    runs = find_runs(scores_dir)
     if not runs:
         raise ReportError(
             f"no runs under {scores_dir}: expected as_of=YYYY-MM-DD/scores.parquet "
             "folders, as `vafa score --out` writes them"
         )
-    return sorted(runs, key=lambda r: r.as_of)
+    return runs
 
 
 def read_scores(run: Run) -> pd.DataFrame:
@@ -146,7 +127,7 @@ def read_scores(run: Run) -> pd.DataFrame:
     Raises:
         ReportError: the file cannot be read or lacks a required column.
     """
-    path = run.folder / "scores.parquet"
+    path = run.scores_path
     try:
         scores = pd.read_parquet(path)
     except Exception as exc:
@@ -159,23 +140,9 @@ def read_scores(run: Run) -> pd.DataFrame:
     return scores
 
 
-def read_summary(run: Run, scores: pd.DataFrame) -> dict[str, Any]:
-    """The run's `summary.json`, its missing figures filled by the batch's own `summarise`."""
-    computed = summarise(scores, {})
-    path = run.folder / "summary.json"
-    stored: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            loaded = json.loads(path.read_text())
-            stored = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            log.warning("%s is unreadable; its figures are recomputed from the scores", path)
-    return {**computed, **stored}
-
-
 def read_changes(run: Run) -> pd.DataFrame | None:
     """The customers whose action changed since the previous run, when the batch listed them."""
-    path = next((f for f in (run.folder / n for n in CHANGES_FILES) if f.is_file()), None)
+    path = changes_path(run)
     if path is None:
         return None
     try:
@@ -467,7 +434,7 @@ def build_dashboard(
     Raises:
         ReportError: no usable run under `scores_dir`.
     """
-    runs = find_runs(scores_dir)
+    runs = published_runs(scores_dir)
     latest = runs[-1]
     tables: Tables | None = None
     if data_dir is not None:

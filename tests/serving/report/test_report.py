@@ -16,7 +16,6 @@ from features.build import build_features
 from features.io import write_tables
 from features.schema import Tables
 from features.synthetic import generate_tables
-from serving.batch.job import summarise
 from serving.report import (
     ReportError,
     build_dashboard,
@@ -33,6 +32,7 @@ from serving.report import (
     vips_at_risk,
     write_report,
 )
+from serving.runs import summarise
 from tests.factories import frame, ts
 
 

@@ -1,0 +1,70 @@
+"""The catalog of published runs: finding runs, the latest and previous one, publishing one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serving.runs import (
+    find_runs,
+    latest_run,
+    previous_run,
+    run_date,
+    run_folder,
+    staged,
+)
+
+
+def publish(root: Path, day: str) -> Path:
+    folder = run_folder(root, pd.Timestamp(day))
+    folder.mkdir(parents=True)
+    (folder / "scores.parquet").write_bytes(b"")
+    return folder
+
+
+def test_a_run_lives_in_one_folder_per_date() -> None:
+    assert run_folder(Path("out"), pd.Timestamp("2026-11-01 13:00")) == Path("out/as_of=2026-11-01")
+    assert run_date(Path("out/as_of=2026-11-01")) == "2026-11-01"
+    assert run_date(None) is None
+
+
+def test_only_complete_dated_runs_are_found_oldest_first(tmp_path: Path) -> None:
+    publish(tmp_path, "2026-11-01")
+    publish(tmp_path, "2026-10-01")
+    (tmp_path / "as_of=2026-12-01").mkdir()  # no scores: not published
+    (tmp_path / "as_of=someday").mkdir()
+    (tmp_path / "as_of=someday" / "scores.parquet").write_bytes(b"")
+    found = find_runs(tmp_path)
+    assert [str(r.as_of.date()) for r in found] == ["2026-10-01", "2026-11-01"]
+    assert found[0].scores_path == tmp_path / "as_of=2026-10-01" / "scores.parquet"
+    assert find_runs(tmp_path / "missing") == []
+
+
+def test_latest_and_previous_runs(tmp_path: Path) -> None:
+    first = publish(tmp_path, "2026-10-01")
+    second = publish(tmp_path, "2026-11-01")
+    latest = latest_run(tmp_path)
+    assert latest is not None and latest.folder == second
+    on_day = latest_run(tmp_path, pd.Timestamp("2026-10-01"))
+    assert on_day is not None and on_day.folder == first
+    assert latest_run(tmp_path, pd.Timestamp("2026-10-02")) is None
+    assert previous_run(tmp_path, pd.Timestamp("2026-11-01")) == first  # never itself
+    assert previous_run(tmp_path, pd.Timestamp("2026-10-01")) is None
+
+
+def test_a_staged_run_is_swapped_in_whole_or_not_at_all(tmp_path: Path) -> None:
+    old = publish(tmp_path, "2026-11-01")
+    (old / "summary.json").write_text("old")
+    with pytest.raises(RuntimeError, match="half-way"):
+        with staged(tmp_path, pd.Timestamp("2026-11-01")) as staging:
+            (staging / "summary.json").write_text("new")
+            raise RuntimeError("half-way")
+    assert (old / "summary.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
+    with staged(tmp_path, pd.Timestamp("2026-11-01")) as staging:
+        (staging / "scores.parquet").write_bytes(b"")
+        (staging / "summary.json").write_text("new")
+    assert (old / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
