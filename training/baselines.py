@@ -7,7 +7,8 @@ import pandas as pd
 
 from features.build import build_rfm_summary
 from features.schema import Tables
-from training.btyd import BetaGeo, btyd_predict
+from training.btyd.beta_geo import BetaGeo
+from training.btyd.predict import btyd_predict
 from training.model import Calibrator
 
 # Calibrated probabilities stay off 0 and 1: a certain-but-wrong score costs an infinite log loss.

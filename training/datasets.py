@@ -12,7 +12,7 @@ from features.build import CATEGORICAL_FEATURES, default_event_types
 from features.columns import ColumnData, categorical, numbers, row_count
 from features.labels import LABEL_COLUMNS, build_training_set
 from features.schema import Tables, to_timestamp
-from training.btyd_features import with_btyd_by_snapshot
+from training.btyd.features import with_btyd_by_snapshot
 
 # A snapshot needs some history before it to say anything about a customer.
 MIN_HISTORY_DAYS = 60

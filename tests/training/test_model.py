@@ -8,7 +8,7 @@ import pytest
 
 from features.labels import build_training_set
 from features.synthetic import generate_tables
-from training.btyd_features import BTYD_COLUMNS, add_btyd_features, with_btyd_by_snapshot
+from training.btyd.features import BTYD_COLUMNS, add_btyd_features, with_btyd_by_snapshot
 from training.model import Calibrator, discount_factor
 
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from training.btyd import BetaGeo
+from training.btyd.beta_geo import BetaGeo
 
 BTYD_COLUMNS = ("btyd_p_alive", "btyd_purchases_window", "btyd_purchases_horizon")
 
