@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.columns import ColumnData, floats
+from features.schema import ID
 
 US_PER_DAY = 86_400_000_000
 WINDOWS_DAYS = (30, 90, 180, 365)
 TREND_DAYS = 90
 
-ID = "customer_id"
 
 # Feature blocks are dense: one value per customer code 0..n-1, NaN where undefined. Codes
 # index arrays directly, so a per-customer aggregate is one pass (np.bincount, ufunc.at)

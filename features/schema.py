@@ -9,6 +9,9 @@ import pandas as pd
 
 ColumnKind = Literal["id", "string", "timestamp", "float"]
 
+ID = "customer_id"
+"""The customer-id column: the key of every table, feature row and score row."""
+
 
 @dataclass(frozen=True)
 class Column:
@@ -43,7 +46,7 @@ TRANSACTIONS = TableSpec(
     name="transactions",
     required=True,
     columns=(
-        Column("customer_id", "id", required=True),
+        Column(ID, "id", required=True),
         Column("ts", "timestamp", required=True, description="ISO 8601; naive means UTC"),
         Column("amount", "float", required=True, description="revenue; negative = refund"),
         Column("order_id", "string", description="rows sharing it are one order"),
@@ -58,7 +61,7 @@ CUSTOMERS = TableSpec(
     name="customers",
     required=False,
     columns=(
-        Column("customer_id", "id", required=True),
+        Column(ID, "id", required=True),
         Column("signup_ts", "timestamp"),
         Column("segment", "string"),
         Column("acquisition_channel", "string"),
@@ -70,7 +73,7 @@ EVENTS = TableSpec(
     name="events",
     required=False,
     columns=(
-        Column("customer_id", "id", required=True),
+        Column(ID, "id", required=True),
         Column("ts", "timestamp", required=True),
         Column("event", "string", required=True),
         Column("value", "float"),
@@ -142,3 +145,11 @@ def to_timestamp(value: str | pd.Timestamp | object) -> pd.Timestamp:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.as_unit("us")
+
+
+def default_as_of(tables: Tables) -> pd.Timestamp:
+    """The cutoff when none is given: the day after the last transaction, so every row is before it.
+
+    It is also where the observed data ends: a backtest needs its windows to fit before it.
+    """
+    return to_timestamp(tables.transactions["ts"].max().normalize() + pd.Timedelta(days=1))

@@ -1,4 +1,4 @@
-"""Tests for the data-folder edge: loading, validation, quarantine and atomic writes."""
+"""Tests for the data-folder edge: loading files, their problems, quarantine and atomic writes."""
 
 from __future__ import annotations
 
@@ -14,15 +14,9 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from features import io
-from features.io import (
-    DataValidationError,
-    Problem,
-    load_tables,
-    validate_folder,
-    write_frame,
-    write_tables,
-)
+from features.io import load_tables, validate_folder, write_frame, write_tables
 from features.schema import Tables
+from features.validation import REASON_TIMESTAMP, DataValidationError, Problem
 
 TRANSACTIONS_CSV = """\
 customer_id,ts,amount,order_id,margin,category,discount,channel
@@ -161,55 +155,6 @@ def test_csv_and_parquet_load_to_identical_frames(tmp_path: Path) -> None:
         assert_frame_equal(getattr(from_parquet, name), getattr(from_csv, name))
 
 
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        pytest.param(
-            ["2024-03-01", "2024-03-01T10:00:00", "2024-03-01 10:00:00.250"],
-            ["2024-03-01", "2024-03-01T10:00:00", "2024-03-01T10:00:00.250"],
-            id="naive-means-utc",
-        ),
-        pytest.param(
-            ["2024-03-01T10:00:00Z", "2024-03-01T10:00:00+02:00", "2024-03-01T23:30:00-05:00"],
-            ["2024-03-01T10:00:00", "2024-03-01T08:00:00", "2024-03-02T04:30:00"],
-            id="zoned",
-        ),
-        pytest.param(
-            ["2024-03-01", "2024-03-01T10:00:00+02:00", "2024-03-01T10:00:00"],
-            ["2024-03-01", "2024-03-01T08:00:00", "2024-03-01T10:00:00"],
-            id="mixed",
-        ),
-    ],
-)
-def test_timestamps_land_as_naive_utc(
-    tmp_path: Path, values: list[str], expected: list[str]
-) -> None:
-    rows = "".join(f"c1,{value},1\n" for value in values)
-    folder = _folder(tmp_path, transactions="customer_id,ts,amount\n" + rows)
-
-    ts = load_tables(folder).tables.transactions["ts"]
-
-    pd.testing.assert_series_equal(ts, _ts(expected), check_names=False)
-
-
-def test_parquet_zoned_timestamps_are_converted_to_utc(tmp_path: Path) -> None:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    paris = pd.to_datetime(["2024-07-01T12:00:00", "2024-01-01T12:00:00"]).tz_localize(
-        "Europe/Paris"
-    )
-    pq.write_table(
-        pa.table({"customer_id": ["a", "b"], "ts": pa.array(paris), "amount": [1.0, 2.0]}),
-        folder / "transactions.parquet",
-    )
-
-    ts = load_tables(folder).tables.transactions["ts"]
-
-    pd.testing.assert_series_equal(
-        ts, _ts(["2024-07-01T10:00:00", "2024-01-01T11:00:00"]), check_names=False
-    )
-
-
 def test_extra_columns_are_ignored_and_listed(tmp_path: Path) -> None:
     folder = _folder(
         tmp_path, transactions="customer_id,store_id,ts,amount,note\nc1,s9,2024-01-01,5,hi\n"
@@ -253,202 +198,7 @@ def test_optional_tables_absent_are_none(tmp_path: Path) -> None:
     }
 
 
-def test_strings_are_stripped_and_empty_is_missing(tmp_path: Path) -> None:
-    folder = _folder(
-        tmp_path, transactions="customer_id,ts,amount,category\n  c1 ,2024-01-01, 5 ,  \n"
-    )
-
-    frame = load_tables(folder).tables.transactions
-
-    assert frame["customer_id"].tolist() == ["c1"]
-    assert frame["category"].isna().all()
-    assert frame["amount"].tolist() == [5.0]
-
-
-# --- one test per violation ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("table", "text", "column", "reason", "rows", "sample"),
-    [
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount\nc1,2024-01-01,1\n,2024-01-01,2\n   ,2024-01-01,3\n",
-            "customer_id",
-            "missing customer_id",
-            (3, 4),
-            "'   '",
-            id="empty-customer-id",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount\nc1,2024-13-01,1\nc1,2024-01-01,2\nc1,yesterday,3\n",
-            "ts",
-            "unparsable timestamp",
-            (2, 4),
-            "'2024-13-01'",
-            id="unparsable-timestamp",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount\nc1,,1\nc2,2024-01-01,2\n",
-            "ts",
-            "missing value",
-            (2,),
-            "''",
-            id="missing-ts",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount\nc1,2024-01-01,\nc2,2024-01-01,2\n",
-            "amount",
-            "missing value",
-            (2,),
-            "''",
-            id="missing-amount",
-        ),
-        pytest.param(
-            "transactions",
-            'customer_id,ts,amount\nc1,2024-01-01,1\nc2,2024-01-01,"1,5"\nc3,2024-01-01,12EUR\n',
-            "amount",
-            "unparsable number",
-            (3, 4),
-            "'1,5'",
-            id="unparsable-number",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount,margin\nc1,2024-01-01,1,x\n",
-            "margin",
-            "unparsable number",
-            (2,),
-            "'x'",
-            id="unparsable-optional-number",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount\nc1,2024-01-01,inf\nc2,2024-01-01,-Infinity\n",
-            "amount",
-            "non-finite number",
-            (2, 3),
-            "'inf'",
-            id="non-finite",
-        ),
-        pytest.param(
-            "transactions",
-            "customer_id,ts,amount,discount\nc1,2024-01-01,1,0\nc2,2024-01-01,2,-0.5\n",
-            "discount",
-            "below the minimum 0",
-            (3,),
-            "'-0.5'",
-            id="negative-discount",
-        ),
-        pytest.param(
-            "events",
-            "customer_id,ts,event\nc1,2024-01-01,session\nc1,2024-01-02,\n",
-            "event",
-            "missing value",
-            (3,),
-            "''",
-            id="missing-event",
-        ),
-        pytest.param(
-            "events",
-            "customer_id,ts,event,value\nc1,2024-01-01,nps,11\nc1,2024-01-02,nps,10\n",
-            "value",
-            "'nps' score outside 0-10",
-            (2,),
-            "'11'",
-            id="nps-out-of-range",
-        ),
-        pytest.param(
-            "events",
-            "customer_id,ts,event,value\nc1,2024-01-01,session,99\nc1,2024-01-02,csat,0\n",
-            "value",
-            "'csat' score outside 1-5",
-            (3,),
-            "'0'",
-            id="csat-out-of-range",
-        ),
-        pytest.param(
-            "events",
-            "customer_id,ts,event,value\nc1,2024-01-01,ces,\nc1,2024-01-02,ces,7\n",
-            "value",
-            "missing survey score for 'ces'",
-            (2,),
-            "''",
-            id="survey-missing-score",
-        ),
-        pytest.param(
-            "customers",
-            "customer_id,signup_ts\nc1,2024-01-01\nc2,01/02/2024\n",
-            "signup_ts",
-            "unparsable timestamp",
-            (3,),
-            "'01/02/2024'",
-            id="unparsable-optional-timestamp",
-        ),
-        pytest.param(
-            "customers",
-            "customer_id,segment\nc1,student\nc1,parent\nc2,parent\n",
-            "customer_id",
-            "duplicate customer_id",
-            (2, 3),
-            "'c1'",
-            id="duplicate-customer",
-        ),
-    ],
-)
-def test_each_violation_names_file_column_count_rows_and_sample(
-    tmp_path: Path,
-    table: str,
-    text: str,
-    column: str,
-    reason: str,
-    rows: tuple[int, ...],
-    sample: str,
-) -> None:
-    folder = _folder(tmp_path, **{table: text})
-
-    problems = _errors(folder)
-
-    assert len(problems) == 1
-    problem = problems[0]
-    assert (problem.table, problem.column, problem.n_rows, problem.rows) == (
-        table,
-        column,
-        len(rows),
-        rows,
-    )
-    message = problem.render()
-    path = str(folder / f"{table}.csv")
-    lines = [f"line {row}" for row in rows]
-    for part in (path, f"column '{column}'", reason, f"{len(rows)} row", *lines, sample):
-        assert part in message
-    with pytest.raises(DataValidationError, match="line"):
-        load_tables(folder)
-
-
-def test_parquet_violations_use_one_based_data_rows(tmp_path: Path) -> None:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    pq.write_table(
-        pa.table(
-            {
-                "customer_id": ["a", None, "c", ""],
-                "ts": pa.array([0, 1, 2, 3], pa.timestamp("s")),
-                "amount": [1.0, 2.0, float("inf"), 4.0],
-            }
-        ),
-        folder / "transactions.parquet",
-    )
-
-    problems = {p.column: p for p in _errors(folder)}
-
-    assert problems["customer_id"].rows == (2, 4)
-    assert "row 2 null, row 4 ''" in problems["customer_id"].render()
-    assert problems["amount"].rows == (3,)
-    assert "row 3 'inf'" in problems["amount"].render()
+# --- problems in files --------------------------------------------------------------------------
 
 
 def test_every_violation_is_collected_with_counts_and_first_rows(tmp_path: Path) -> None:
@@ -581,56 +331,6 @@ def test_validate_folder_reports_without_raising(tmp_path: Path) -> None:
     assert "unparsable number" in report.render()
 
 
-# --- decisions ----------------------------------------------------------------------------------
-
-
-def test_exact_duplicates_are_kept_with_a_warning(tmp_path: Path) -> None:
-    line = "c1,2024-01-01,9.99,o1\n"
-    folder = _folder(
-        tmp_path,
-        transactions="customer_id,ts,amount,order_id\n" + line * 3 + "c1,2024-01-01,9.99,o2\n",
-    )
-
-    result = load_tables(folder)
-
-    assert len(result.tables.transactions) == 4
-    (warning,) = result.report.warnings
-    assert warning.n_rows == 2
-    assert warning.rows == (3, 4)
-    assert result.report.ok
-
-
-def test_refunds_unknown_events_and_profile_only_customers_are_valid(tmp_path: Path) -> None:
-    folder = _folder(
-        tmp_path,
-        transactions="customer_id,ts,amount\nc1,2024-01-01,-25\n",
-        customers="customer_id\nc1\nc2\n",
-        events="customer_id,ts,event\nc1,2024-01-01,webinar\nc3,2024-01-01,session\n",
-    )
-
-    result = load_tables(folder)
-
-    assert result.tables.transactions["amount"].tolist() == [-25.0]
-    assert result.tables.events is not None and len(result.tables.events) == 2
-    infos = [p.render() for p in result.report.infos]
-    assert any(
-        "2 customers in customers/events without any transaction" in i and "c2" in i for i in infos
-    )
-    assert any("webinar (1)" in i for i in infos)
-    assert not result.report.warnings and result.report.ok
-
-
-def test_nan_text_is_missing_not_unparsable(tmp_path: Path) -> None:
-    folder = _folder(
-        tmp_path,
-        transactions="customer_id,ts,amount,margin\nc1,2024-01-01,1,NaN\nc1,2024-01-01,2,bad\n",
-    )
-
-    (problem,) = _errors(folder)
-
-    assert (problem.column, problem.rows) == ("margin", (3,))
-
-
 # --- quarantine ---------------------------------------------------------------------------------
 
 
@@ -663,7 +363,7 @@ def test_quarantine_sets_bad_rows_aside_and_loads_the_rest(tmp_path: Path) -> No
         {
             "source_row": ["3", "4"],
             "problem": [
-                "ts: " + io.REASON_TIMESTAMP + "; amount: unparsable number",
+                "ts: " + REASON_TIMESTAMP + "; amount: unparsable number",
                 "customer_id: missing customer_id",
             ],
             "customer_id": ["c2", ""],
