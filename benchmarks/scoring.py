@@ -176,7 +176,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from features.build import build_features
-    from serving.scoring.scorer import NO_ACTION, Scorer
+    from serving.scoring.columns import NO_ACTION
+    from serving.scoring.scorer import Scorer
 
     print(f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
     bundle = trained_bundle(args.train_customers, args.trials, args.bundle)

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from features.schema import to_timestamp
-from serving.scoring.scorer import NO_ACTION
+from serving.scoring.columns import NO_ACTION, VALUE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ SCORES_FILE = "scores.parquet"
 SUMMARY_FILE = "summary.json"
 CHANGES_FILES = ("changed_actions.parquet", "changes.parquet")
 SCORE_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-DISTRIBUTION_COLUMNS = ("churn_probability", "predicted_spend", "clv", "value_at_risk")
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def summarise(scores: pd.DataFrame, timings: dict[str, float]) -> dict[str, Any]
                 for q, v in scores[column].quantile(list(SCORE_QUANTILES)).items()
             }
             | {"mean": round(float(scores[column].mean()), 4)}
-            for column in DISTRIBUTION_COLUMNS
+            for column in VALUE_COLUMNS
             if column in scores and len(scores)
         },
         "actions": {str(k): int(v) for k, v in scores["recommended_action"].value_counts().items()},

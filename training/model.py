@@ -15,7 +15,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from features.columns import ColumnData, as_frame, numbers, row_count
-from training.btyd_features import add_btyd_features
+from features.schema import ID
+from training.btyd.features import add_btyd_features
 from training.datasets import FeatureSpec
 
 BUNDLE_FILE = "bundle.json"
@@ -103,6 +104,17 @@ class SpendModel:
         return np.maximum(self.calibrator(self.raw(matrix, num_threads)), 0.0)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What the bundle predicts for some customers, with the inputs the reasons need."""
+
+    churn_probability: np.ndarray
+    predicted_spend: np.ndarray
+    clv: np.ndarray
+    model_frame: ColumnData  # the features plus what the models derive (`model_features`)
+    matrix: ModelInput  # what the boosters read (`model_input`)
+
+
 @dataclass
 class ModelBundle:
     """Everything scoring needs, saved and registered as one unit so it swaps atomically."""
@@ -120,22 +132,32 @@ class ModelBundle:
         """Uncalibrated churn probability."""
         return predict(self.churn, matrix, num_threads)
 
-    def predict(self, features: pd.DataFrame, num_threads: int = 0) -> pd.DataFrame:
-        """Churn probability, predicted spend and CLV for feature rows (as `build_features` gives).
+    def predict_columns(
+        self, features: ColumnData, n: int | None = None, num_threads: int = 0
+    ) -> Prediction:
+        """The one churn/spend/CLV formula, for a feature frame or a dict of feature columns.
 
         CLV is the predicted spend times the customer's margin rate (their own history shrunk
-        towards the overall rate), discounted over the horizon.
+        towards the overall rate), discounted over the horizon; never negative.
         """
-        matrix = self.model_input(self.model_features(features))
+        n = row_count(features, n)
+        frame = self.model_features(features)
+        matrix = self.model_input(frame, n)
         churn = np.clip(self.churn_calibrator(self.churn_raw(matrix, num_threads)), 0.0, 1.0)
         spend = self.spend.predict(matrix, num_threads)
-        clv = spend * self.margin_rates(features) * float(self.config.get("discount_factor", 1.0))
+        discount = float(self.config.get("discount_factor", 1.0))
+        clv = np.maximum(spend * self.margin_rates(features, n) * discount, 0.0)
+        return Prediction(churn, spend, clv, frame, matrix)
+
+    def predict(self, features: pd.DataFrame, num_threads: int = 0) -> pd.DataFrame:
+        """`predict_columns` as a frame of feature rows (as `build_features` gives them)."""
+        predicted = self.predict_columns(features, len(features), num_threads)
         return pd.DataFrame(
             {
-                "customer_id": features["customer_id"].to_numpy(),
-                "churn_probability": churn,
-                "predicted_spend": spend,
-                "clv": np.maximum(clv, 0.0),
+                ID: features[ID].to_numpy(),
+                "churn_probability": predicted.churn_probability,
+                "predicted_spend": predicted.predicted_spend,
+                "clv": predicted.clv,
             },
             index=features.index,
         )

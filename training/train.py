@@ -17,12 +17,12 @@ from optuna_integration import LightGBMPruningCallback
 
 from features.build import build_features
 from features.schema import Tables
-from serving.scoring.segments import SegmentThresholds, reference_population
 from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baselines
 from training.datasets import FeatureSpec, TrainingData, build_training_data
 from training.metrics import churn_metrics, spend_metrics
 from training.model import Calibrator, ModelBundle, SpendModel, discount_factor, predict
 from training.reference import fit_reference
+from training.thresholds import SegmentThresholds, reference_population
 
 log = logging.getLogger(__name__)
 

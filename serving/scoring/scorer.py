@@ -11,15 +11,16 @@ import numpy as np
 import pandas as pd
 
 from features.columns import ColumnData, numbers, text_arrays
-from serving.scoring.policy import Policy, load_policy, recommend_columns
+from serving.scoring.columns import SEGMENT_COLUMNS
+from serving.scoring.policy.apply import recommend_columns
+from serving.scoring.policy.schema import Policy, load_policy
 from serving.scoring.reasons import ReasonModel
-from serving.scoring.segments import SegmentThresholds, reference_population, segment_columns
+from serving.scoring.segments import segment_columns
 from serving.scoring.treeshap import GroupedTreeShap
 from training.model import ModelBundle, ModelInput, predict
+from training.thresholds import SegmentThresholds, reference_population
 
 ReasonScope = Literal["actionable", "all", "none"]
-SEGMENT_COLUMNS = ("segment", "lifecycle_stage", "value_tier", "risk_tier", "customer_type")
-NO_ACTION = "no_action"
 # The reason of a customer whose features all lower the churn score (an action may still
 # apply, e.g. a VIP welcome): said, so that a blank never reads as "not computed".
 NO_DRIVER = "nothing raises the risk above the average customer's"
@@ -105,23 +106,14 @@ class Scorer:
         columns are numpy object arrays here (`score` makes them `str`).
         """
         bundle = self.bundle
-        frame = bundle.model_features(features)
-        matrix = bundle.model_input(frame, n)
-        churn = np.clip(
-            bundle.churn_calibrator(predict(bundle.churn, matrix, self.num_threads)), 0.0, 1.0
-        )
-        spend = bundle.spend.predict(matrix, self.num_threads)
-        clv = np.maximum(
-            spend
-            * bundle.margin_rates(features, n)
-            * float(bundle.config.get("discount_factor", 1.0)),
-            0.0,
-        )
+        predicted = bundle.predict_columns(features, n, self.num_threads)
+        frame, matrix = predicted.model_frame, predicted.matrix
+        churn, clv = predicted.churn_probability, predicted.clv
         scores: dict[str, Any] = {
             "customer_id": np.asarray(features["customer_id"]),
             "as_of": np.full(n, pd.Timestamp(as_of).normalize().asm8),
             "churn_probability": churn,
-            "predicted_spend": spend,
+            "predicted_spend": predicted.predicted_spend,
             "clv": clv,
             "value_at_risk": churn * clv,
             "expected_next_order": _expected_next_order(features, n, as_of),

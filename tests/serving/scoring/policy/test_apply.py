@@ -1,89 +1,32 @@
-"""The retention policy on hand-made customers: every rule, the discount rule, channels, errors."""
+"""Applying the policy to hand-made customers: every rule, the discount rule, channels, frames."""
 
 from __future__ import annotations
 
-import math
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from features.build import build_features
 from features.synthetic import generate_tables
-from serving.scoring.policy import (
-    OUTPUT_COLUMNS,
-    Policy,
-    PolicyError,
-    default_policy_path,
-    discount_eligible,
-    load_policy,
-    recommend,
+from serving.scoring.policy.apply import OUTPUT_COLUMNS, discount_eligible, recommend
+from serving.scoring.policy.schema import Policy, load_policy
+from serving.scoring.segments import assign_segments
+from tests.serving.scoring.policy.factories import (
+    AT_RISK,
+    DETRACTOR,
+    LOYAL,
+    NAN,
+    OVERDUE,
+    STEP_UP,
+    TICKET,
+    VIEWED,
+    VIP_AT_RISK,
+    customers,
+    one,
 )
-from serving.scoring.segments import SEGMENTS, SegmentThresholds, assign_segments
-
-NAN = math.nan
-
-# A customer for whom no trigger fires: mid value, mid risk, buying in rhythm, content user,
-# no surveys or tickets, no channel answered, and no claim to a discount (two purchase days,
-# one late payment, no referral).
-QUIET: dict[str, Any] = {
-    "customer_id": "c",
-    "churn_probability": 0.4,
-    "clv": 300.0,
-    "value_tier": "mid",
-    "risk_tier": "mid",
-    "segment": "loyal",
-    "recency_days": 10.0,
-    "tenure_days": 400.0,
-    "n_purchase_days": 2.0,
-    "gap_mean_days": 20.0,
-    "overdue_ratio": 0.5,
-    "last_order_vs_mean": 1.0,
-    "discount_order_share": 0.0,
-    "payment_late_total": 1.0,
-    "referral_total": 0.0,
-    "nps_last": NAN,
-    "days_since_nps": NAN,
-    "csat_last": NAN,
-    "days_since_csat": NAN,
-    "unresolved_tickets": 0.0,
-    "days_since_support_ticket": NAN,
-    "content_view_total": 3.0,
-    "product_views_since_purchase": 0.0,
-    "days_since_product_view": NAN,
-    "email_open_90d": 0.0,
-    "email_click_90d": 0.0,
-    "sms_click_90d": 0.0,
-    "push_open_90d": 0.0,
-}
-# Who deserves a discount: a long, regular customer.
-LOYAL = {"tenure_days": 500.0, "n_purchase_days": 6.0}
-AT_RISK = {"segment": "at_risk", "risk_tier": "high", "churn_probability": 0.75}
-VIP_AT_RISK = {**AT_RISK, "value_tier": "high", "clv": 2500.0, "churn_probability": 0.85}
-DETRACTOR = {"nps_last": 3.0, "days_since_nps": 12.0}
-TICKET = {"unresolved_tickets": 1.0, "days_since_support_ticket": 20.0}
-OVERDUE = {"recency_days": 40.0, "overdue_ratio": 2.0}
-VIEWED = {"product_views_since_purchase": 2.0, "days_since_product_view": 3.0}
-STEP_UP = {"last_order_vs_mean": 2.5, "recency_days": 5.0}
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy()
-
-
-def customers(*overrides: dict[str, Any]) -> pd.DataFrame:
-    rows = [{**QUIET, "customer_id": f"c{i}", **o} for i, o in enumerate(overrides)]
-    frame = pd.DataFrame(rows)
-    return frame.astype({c: "str" for c in ("customer_id", "value_tier", "risk_tier", "segment")})
-
-
-def one(policy: Policy, **override: Any) -> dict[str, Any]:
-    return recommend(customers(override), policy).iloc[0].to_dict()
+from training.thresholds import SegmentThresholds
 
 
 def test_a_quiet_customer_gets_no_action(policy: Policy) -> None:
@@ -124,20 +67,6 @@ def test_a_detractor_gets_an_immediate_follow_up(policy: Policy) -> None:
     assert row["recommended_action"] == "service_follow_up"
     assert row["action_reason"] == "Last NPS 3 (detractor), 12 days ago: follow up now"
     assert row["triggers"] == "detractor"
-
-
-@pytest.mark.parametrize(
-    ("override", "fires"),
-    [
-        ({"nps_last": 6.0, "days_since_nps": 1.0}, True),
-        ({"nps_last": 7.0, "days_since_nps": 1.0}, False),
-        ({"nps_last": 0.0, "days_since_nps": 90.0}, True),
-        ({"nps_last": 0.0, "days_since_nps": 200.0}, False),  # an old answer is no alarm now
-    ],
-)
-def test_detractor_limits(policy: Policy, override: dict[str, float], fires: bool) -> None:
-    row = one(policy, **override)
-    assert (row["recommended_action"] == "service_follow_up") is fires
 
 
 def test_a_bad_csat_gets_a_follow_up(policy: Policy) -> None:
@@ -381,31 +310,6 @@ def test_an_empty_frame(policy: Policy) -> None:
     assert tuple(out.columns) == OUTPUT_COLUMNS
 
 
-def test_missing_feature_columns_never_fire(policy: Policy) -> None:
-    frame = customers(DETRACTOR).drop(columns=["nps_last", "days_since_nps"])
-    row = recommend(frame, policy).iloc[0]
-    assert row["recommended_action"] == "no_action"
-
-
-def test_segment_columns_are_required(policy: Policy) -> None:
-    with pytest.raises(ValueError, match="assign_segments"):
-        recommend(customers({}).drop(columns="risk_tier"), policy)
-    customer_type = customers({}).assign(segment="student")
-    with pytest.raises(ValueError, match="student"):
-        recommend(customer_type, policy)
-
-
-def test_segment_columns_as_categoricals_read_as_their_text(policy: Policy) -> None:
-    frame = customers(VIP_AT_RISK, DETRACTOR, {**VIEWED, **LOYAL}, AT_RISK, {})
-    coded = frame.astype({"value_tier": "category", "risk_tier": "category"})
-    # All the segments as levels, as assign_segments makes them: most of them unused here.
-    coded["segment"] = pd.Categorical(frame["segment"], categories=list(SEGMENTS))
-    pd.testing.assert_frame_equal(recommend(coded, policy), recommend(frame, policy))
-    customer_type = coded.assign(segment=pd.Categorical(["student"] * len(coded)))
-    with pytest.raises(ValueError, match="student"):
-        recommend(customer_type, policy)
-
-
 def test_missing_values_in_reasons_read_n_a(policy: Policy) -> None:
     row = one(policy, **OVERDUE, gap_mean_days=NAN)
     assert row["action_reason"] == "No purchase for 40 days, 2.0x their usual gap of n/a days"
@@ -435,80 +339,3 @@ def test_on_generated_data_every_column_exists_and_every_row_gets_one_action() -
     assert out.loc[discounted, "discount_eligible"].all()
     phone = out["recommended_action"] == "vip_call"
     assert (out.loc[phone, "action_channel"] == "phone").all()
-
-
-# --- the policy file ---------------------------------------------------------------------------
-
-
-def test_the_default_policy_loads_and_round_trips(policy: Policy) -> None:
-    assert default_policy_path().name == "policy.yaml"
-    assert Policy.from_dict(policy.to_dict()) == policy
-    assert Policy.from_dict(yaml.safe_load(yaml.safe_dump(policy.to_dict()))) == policy
-    table = policy.action_table()
-    assert {"name", "cost", "success_rate", "channel", "discount"} <= set(table.columns)
-    assert table.set_index("name").loc["vip_call", "channel"] == "phone"
-
-
-def _edit(policy: Policy, change: Any) -> dict[str, Any]:
-    data = policy.to_dict()
-    change(data)
-    return data
-
-
-@pytest.mark.parametrize(
-    ("change", "key"),
-    [
-        (lambda d: d["rules"][0].update(action="vip_cal"), "rules[0].action"),
-        (lambda d: d["rules"][1].update(when=["detractors"]), "rules[1].when[0]"),
-        (lambda d: d["rules"][2].update(when="bad_csat"), "rules[2].when"),
-        (lambda d: d["rules"][6].update(fallback="reminder"), "rules[6].fallback"),
-        (lambda d: d["rules"][0].update(reason="CLV {clv:.0d}"), "rules[0].reason"),
-        (lambda d: d["rules"][0].update(reason="CLV {clv[0]}"), "rules[0].reason"),
-        (lambda d: d["rules"][0].update(priority=1), "rules[0].priority"),
-        (lambda d: d["rules"][0].pop("reason"), "rules[0].reason"),
-        (lambda d: d["triggers"]["overdue"].update(min_ratoi=2), "triggers.overdue.min_ratoi"),
-        (lambda d: d["triggers"]["overdue"].pop("min_overdue_ratio"), "min_overdue_ratio"),
-        (lambda d: d["triggers"]["detractor"].update(max_nps="six"), "triggers.detractor.max_nps"),
-        (lambda d: d["triggers"]["low_risk"].update(risk_tiers=["lo"]), "risk_tiers[0]"),
-        (lambda d: d["triggers"].update(birthday={}), "triggers.birthday"),
-        (lambda d: d["actions"]["vip_call"].update(success_rate=1.5), "vip_call.success_rate"),
-        (lambda d: d["actions"]["vip_call"].update(cost=-1), "actions.vip_call.cost"),
-        (lambda d: d["actions"]["vip_call"].update(channel="fax"), "actions.vip_call.channel"),
-        (lambda d: d["actions"]["vip_call"].update(discount="no"), "actions.vip_call.discount"),
-        (lambda d: d["actions"]["reminder"].pop("label"), "actions.reminder.label"),
-        (lambda d: d["default"].update(action="loyalty_reward"), "default.action"),
-        (lambda d: d["discount"].update(seeker_share=None), "discount.seeker_share"),
-        (lambda d: d["discount"].pop("min_referrals"), "discount.min_referrals"),
-        (lambda d: d["channels"].update(default="pigeon"), "channels.default"),
-        (lambda d: d["channels"]["responses"].update(fax={"x": 1}), "channels.responses.fax"),
-        (lambda d: d.update(version=2), "version"),
-        (lambda d: d.pop("rules"), "policy.rules"),
-    ],
-)
-def test_a_bad_policy_names_the_bad_key(
-    policy: Policy, tmp_path: Path, change: Any, key: str
-) -> None:
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(_edit(policy, change)), encoding="utf-8")
-    with pytest.raises(PolicyError, match=re.escape(str(path))) as error:
-        load_policy(path)
-    assert key in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"), [("", "empty"), ("rules: [", "not valid YAML"), ("- 1", "mapping")]
-)
-def test_a_file_that_is_no_policy(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "policy.yaml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(PolicyError, match=message):
-        load_policy(path)
-
-
-def test_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        load_policy(tmp_path / "nope.yaml")
-
-
-def test_a_policy_error_is_a_value_error() -> None:
-    assert issubclass(PolicyError, ValueError)

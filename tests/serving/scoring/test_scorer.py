@@ -1,0 +1,39 @@
+"""The scorer: the bundle's one churn/spend/CLV formula, and every score column in its order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from serving.scoring.columns import OPTIONAL_COLUMNS, SCORE_COLUMNS
+from serving.scoring.scorer import Scorer
+from tests.serving.scoring.test_reasons import customers
+from training.model import ModelBundle
+
+AS_OF = pd.Timestamp("2026-01-01")
+
+
+def test_scorer_and_bundle_give_the_same_churn_spend_and_clv(bundle: ModelBundle) -> None:
+    rows = customers().assign(spend_total=[100.0, 50.0, 900.0], margin_total=[10.0, 30.0, 90.0])
+    bundle.config["discount_factor"] = 0.9
+    try:
+        scores = Scorer(bundle, "7").score(rows, AS_OF, reasons="none")
+        predicted = bundle.predict(rows)
+    finally:
+        del bundle.config["discount_factor"]
+    for column in ("churn_probability", "predicted_spend", "clv"):
+        np.testing.assert_array_equal(scores[column].to_numpy(), predicted[column].to_numpy())
+    np.testing.assert_array_equal(
+        scores["value_at_risk"].to_numpy(),
+        predicted["churn_probability"].to_numpy() * predicted["clv"].to_numpy(),
+    )
+    assert (predicted["clv"] < predicted["predicted_spend"]).all()  # margin and discount applied
+
+
+def test_a_score_row_has_the_score_columns_in_order(bundle: ModelBundle) -> None:
+    scores = Scorer(bundle, "7").score(customers(), AS_OF)
+    expected = [c for c in SCORE_COLUMNS if c not in OPTIONAL_COLUMNS or c in scores.columns]
+    assert list(scores.columns) == expected
+    with_type = customers().assign(segment=["student", "parent", "student"])
+    typed = Scorer(bundle, "7").score(with_type, AS_OF)
+    assert list(typed.columns) == list(SCORE_COLUMNS)
