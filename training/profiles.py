@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-ID = "customer_id"
+from features.schema import ID
+
 # Columns that identify a row rather than describe a customer.
 NOT_COMPARED = (ID, "as_of")
 # A text or categorical column with more levels than this is not compared (ids, free text).

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 SCORING_EXPERIMENT = "vafa-scoring"
 DRIFT_THRESHOLD = 0.25  # PSI above which a shift counts as significant (the usual rule of thumb)
-SCORE_COLUMNS = ("churn_probability", "predicted_spend", "clv", "value_at_risk")
 
 
 @dataclass(frozen=True)

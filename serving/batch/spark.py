@@ -19,25 +19,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.build import build_features
-from features.io import (
+from features.coercion import coerce_table
+from features.schema import ID, TABLE_SPECS, Tables, to_timestamp
+from features.validation import (
     MAX_SHOWN,
     DataValidationError,
     Problem,
+    RawTable,
     ValidationReport,
-    _coerce,  # the loader's own coercion: Spark decodes each bucket exactly as load_tables does
-    _RawTable,
 )
-from features.schema import TABLE_SPECS, Tables, to_timestamp
-from serving.batch.job import Scored, split_by_customer
-from serving.scoring.policy import Policy
+from serving.batch.engines import FeatureSink, Scored, split_by_customer
+from serving.batch.spark_schema import arrow_schema, score_schema, to_arrow
+from serving.scoring.policy.schema import Policy
 from serving.scoring.scorer import Scorer
 from training.model import ModelBundle
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import StructType
 
-ID = "customer_id"
 BUCKET = "_vafa_bucket"
 TABLE = "_vafa_table"
 ROW = "_vafa_row"
@@ -192,8 +191,8 @@ def score_with_spark(
     customer's rows always meet), and each bucket goes to one Python call
     (`groupBy(bucket).applyInArrow`) that decodes it with the loader's coercion, calls
     `build_features` with the bundle's event types and scores it with the `Scorer`: the same
-    code as the local engine, on many customers per call (one call per customer costs about a
-    minute per million rows). The scores are the same as the local engine's row for row.
+    code as the local engine, on many customers per call (a call per customer would cost more
+    than the scoring). The scores are the same as the local engine's row for row.
 
     Args:
         spark: the session (see `spark_session`).
@@ -257,12 +256,13 @@ def score_with_spark(
     ).hexdigest()
     shipped = spark.sparkContext.broadcast(files)
     event_types = list(bundle.spec.event_types) or None
-    schema = _score_schema(bundle, version, sources, cutoff, policy, event_types)
-    arrow_schema = _arrow_schema(schema)
+    columns_read = {name: source.columns for name, source in sources.items()}
+    schema = score_schema(bundle, version, columns_read, cutoff, policy, event_types)
+    rows_schema = arrow_schema(schema)
 
     def score_bucket(table: pa.Table) -> pa.Table:
         scorer = _scorer(key, shipped.value, version, policy)
-        return _score_rows(table, sources, cutoff, scorer, event_types, arrow_schema)
+        return _score_rows(table, sources, cutoff, scorer, event_types, rows_schema)
 
     return long.groupBy(BUCKET).applyInArrow(score_bucket, schema)
 
@@ -334,7 +334,7 @@ def _score_rows(
     features = build_features(tables, cutoff, event_types=event_types)
     if features.empty:
         return schema.empty_table()
-    return _to_arrow(scorer.score(features, cutoff), schema)
+    return to_arrow(scorer.score(features, cutoff), schema)
 
 
 def _decode(rows: pa.Table, source: _Source) -> pd.DataFrame:
@@ -345,8 +345,11 @@ def _decode(rows: pa.Table, source: _Source) -> pd.DataFrame:
         # Spark's CSV reader gives empty fields as nulls; the loader reads them as "".
         columns = {c: pc.fill_null(v.cast(pa.large_string()), "") for c, v in columns.items()}
     raw = pa.table(columns) if columns else pa.table({})
+    # The loader's own coercion: Spark decodes each bucket exactly as load_tables does.
     # first_row=2 marks text input: blank lines are found and dropped as the loader does.
-    frame, issues, blank = _coerce(spec, _RawTable(Path(source.name), raw, 2 if source.text else 1))
+    frame, issues, blank = coerce_table(
+        spec, RawTable(Path(source.name), raw, 2 if source.text else 1)
+    )
     problems = [(i, i.mask & ~blank) for i in issues if (i.mask & ~blank).any()]
     if problems:
         # Spark keeps no line numbers: the first offending values say which rows.
@@ -368,89 +371,6 @@ def _decode(rows: pa.Table, source: _Source) -> pd.DataFrame:
     return frame.loc[~blank].reset_index(drop=True) if blank.any() else frame
 
 
-def _score_schema(
-    bundle: ModelBundle,
-    version: str,
-    sources: dict[str, _Source],
-    cutoff: pd.Timestamp,
-    policy: Policy | None,
-    event_types: Sequence[str] | None,
-) -> StructType:
-    """The Spark schema of score rows: the local Scorer's own output on one probe customer.
-
-    The probe has the feature columns these tables give and no data; a profile `segment`
-    gets a value so that `customer_type` (added only when a batch has one) is in the schema.
-    """
-    empty = {
-        name: pd.DataFrame(
-            {c: pd.Series(dtype=_dtype(TABLE_SPECS[name].column(c).kind)) for c in s.columns}
-        )
-        for name, s in sources.items()
-    }
-    features = build_features(
-        Tables(empty["transactions"], empty.get("customers"), empty.get("events")),
-        cutoff,
-        event_types=event_types,
-    )
-    probe = features.reindex([0])
-    probe[ID] = "probe"
-    if "segment" in probe.columns:
-        probe["segment"] = pd.Categorical(["probe"])
-    scores = Scorer(bundle, version, policy=policy, num_threads=1).score(probe, cutoff)
-    return _spark_schema(scores)
-
-
-def _dtype(kind: str) -> str:
-    return {"id": "str", "string": "str", "timestamp": "datetime64[us]"}.get(kind, "float64")
-
-
-def _spark_schema(scores: pd.DataFrame) -> StructType:
-    from pyspark.sql import types as T
-
-    def kind(dtype: object) -> T.DataType:
-        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
-            return T.StringType()
-        if pd.api.types.is_bool_dtype(dtype):
-            return T.BooleanType()
-        if pd.api.types.is_integer_dtype(dtype):
-            return T.LongType()
-        if pd.api.types.is_float_dtype(dtype):
-            return T.DoubleType()
-        if pd.api.types.is_datetime64_dtype(dtype):
-            # Naive UTC, as the local engine writes it (TimestampType would turn zoned).
-            return T.TimestampNTZType()
-        raise TypeError(f"no Spark type for score dtype {dtype}")
-
-    return T.StructType([T.StructField(c, kind(t), True) for c, t in scores.dtypes.items()])
-
-
-def _arrow_schema(schema: StructType) -> pa.Schema:
-    from pyspark.sql import types as T
-
-    kinds: dict[type, pa.DataType] = {
-        T.StringType: pa.string(),
-        T.BooleanType: pa.bool_(),
-        T.LongType: pa.int64(),
-        T.DoubleType: pa.float64(),
-        T.TimestampNTZType: pa.timestamp("us"),
-    }
-    return pa.schema([pa.field(f.name, kinds[type(f.dataType)]) for f in schema.fields])
-
-
-def _to_arrow(scores: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """Score rows in the fixed schema: columns a bucket lacks are null, categories text."""
-    arrays = []
-    for field in schema:
-        if field.name in scores.columns:
-            values = scores[field.name]
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                values = values.astype("str").where(values.notna())
-            arrays.append(pa.array(values, type=field.type, from_pandas=True))
-        else:
-            arrays.append(pa.nulls(len(scores), field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
 def collect_scores(scores: DataFrame) -> pd.DataFrame:
     """Score rows on the driver, sorted by customer id as the local engine returns them."""
     frame = scores.toArrow().to_pandas()
@@ -463,9 +383,9 @@ def spark_engine(
     scorer: Scorer,
     *,
     chunk_customers: int | None = None,
-    on_features: Callable[[pd.DataFrame], None] | None = None,
+    on_features: FeatureSink | None = None,
 ) -> Scored:
-    """`vafa score --engine spark`: the batch's engine step on Spark (`serving.batch.job.Engine`).
+    """`vafa score --engine spark`: the batch's engine step on Spark (an `engines.Engine`).
 
     Features and scores are computed on Spark (`VAFA_SPARK_MASTER`, default `local[2]`); the
     batch around it (freshness, changed actions, writing, the store, monitoring) is the

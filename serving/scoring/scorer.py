@@ -66,14 +66,6 @@ class Scorer:
             if action.cost == 0 and action.success_rate == 0
         ]
 
-    @classmethod
-    def from_registry(cls, alias: str = "champion", **kwargs: object) -> Scorer:
-        """The scorer of the bundle registered under `alias` (MLflow must be configured)."""
-        from training.registry import load_bundle
-
-        bundle, version = load_bundle(alias)
-        return cls(bundle, version, **kwargs)  # type: ignore[arg-type]
-
     def score(
         self, features: pd.DataFrame, as_of: pd.Timestamp, reasons: ReasonScope = "actionable"
     ) -> pd.DataFrame:

@@ -13,9 +13,10 @@ from pyspark.errors import PythonException
 from pyspark.sql import SparkSession
 
 from features.build import build_features
-from features.io import DataValidationError, load_tables, write_tables
+from features.io import load_tables, write_tables
 from features.schema import Tables
 from features.synthetic import generate_tables
+from features.validation import DataValidationError
 from serving.batch.spark import collect_scores, score_with_spark, spark_session
 from serving.scoring.scorer import Scorer
 from training.model import ModelBundle

@@ -1,4 +1,4 @@
-"""The nightly batch: chunks equal one pass, exact re-runs, all-or-nothing runs, store, changes."""
+"""The nightly run: exact re-runs, all-or-nothing publishing, store, changes, lock, the CLI."""
 
 from __future__ import annotations
 
@@ -9,80 +9,19 @@ import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import lightgbm as lgb
 import pandas as pd
-import pyarrow as pa
 import pytest
-from pandas.api.types import is_datetime64_dtype, is_numeric_dtype
 from pandas.testing import assert_frame_equal
 
-from features.build import build_features, feature_columns
-from features.columns import text_arrays
 from features.io import write_tables
-from features.labels import build_labels
 from features.schema import Tables
-from features.synthetic import generate_tables
-from serving.batch import job as batch
-from serving.batch.job import (
-    BatchError,
-    BatchOptions,
-    action_changes,
-    previous_run,
-    run_batch,
-    score_all,
-    split_by_customer,
-)
-from serving.online import RequestTables
+from serving.batch import job
+from serving.batch.job import BatchError, BatchOptions, action_changes, run_batch
+from serving.runs import previous_run
 from serving.scoring.scorer import Scorer
-from serving.scoring.segments import SegmentThresholds, reference_population
-from serving.store import ScoreStore, score_records
-from training.datasets import FeatureSpec
-from training.model import Calibrator, ModelBundle, SpendModel
-from training.reference import fit_reference
-
-AS_OF = pd.Timestamp("2026-11-01")
-LABEL_DATE = AS_OF - pd.Timedelta(days=120)
-PARAMS = {"num_leaves": 7, "verbosity": -1, "num_threads": 1, "seed": 1, "deterministic": True}
-
-
-def small_bundle(tables: Tables) -> ModelBundle:
-    """A real (if tiny) bundle in a second: boosters fit on one labelled snapshot, no tuning."""
-    features = build_features(tables, LABEL_DATE)
-    labels = build_labels(tables, LABEL_DATE, 90, 90)
-    spec = FeatureSpec.from_frame(features, sorted(tables.events["event"].unique()))
-    matrix = spec.matrix(features)
-    churn = lgb.train(PARAMS | {"objective": "binary"}, lgb.Dataset(matrix, labels["churned"]), 15)
-    spend = lgb.train(
-        PARAMS | {"objective": "tweedie"}, lgb.Dataset(matrix, labels["future_spend"]), 15
-    )
-    identity = Calibrator(x=[0.0, 1e9], y=[0.0, 1e9])
-    config = {"churn_window_days": 90, "horizon_days": 90, "margin_rate": 0.3}
-    bundle = ModelBundle(
-        spec,
-        churn,
-        Calibrator([0.0, 1.0], [0.0, 1.0]),
-        SpendModel("tweedie", {"spend": spend}, identity),
-        config,
-    )
-    scored = features.join(bundle.predict(features).drop(columns="customer_id"))
-    bundle.config["segments"] = SegmentThresholds.fit(
-        reference_population(scored, 90), churn_window_days=90
-    ).to_dict()
-    now = build_features(tables, AS_OF, event_types=spec.event_types)
-    bundle.reference = fit_reference(now, bundle.predict(now), AS_OF)
-    return bundle
-
-
-@pytest.fixture(scope="module")
-def tables() -> Tables:
-    return generate_tables(400, seed=21)
-
-
-@pytest.fixture(scope="module")
-def scorer(tables: Tables) -> Scorer:
-    return Scorer(small_bundle(tables), "7")
+from serving.store import ScoreStore
+from tests.serving.batch.factories import AS_OF
 
 
 @pytest.fixture(scope="module")
@@ -94,57 +33,11 @@ def tracking_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def champion(scorer: Scorer, tracking_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Scorer:
     """`vafa score` gets this scorer instead of the registry's champion."""
-    monkeypatch.setattr(Scorer, "from_registry", classmethod(lambda cls, *a, **k: scorer))
+    monkeypatch.setattr(
+        "training.registry.load_bundle", lambda alias="champion": (scorer.bundle, scorer.version)
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tracking_dir / 'mlflow.db'}")
     return scorer
-
-
-def test_chunked_run_equals_one_pass(tables: Tables, scorer: Scorer) -> None:
-    whole = score_all(tables, AS_OF, scorer)
-    chunked = score_all(tables, AS_OF, scorer, chunk_customers=90)
-    assert whole.chunks == 1 and chunked.chunks == 5
-    assert_frame_equal(chunked.scores, whole.scores)
-    assert whole.scores["customer_id"].is_monotonic_increasing
-
-
-def _arrays(frame: pd.DataFrame | None) -> dict[str, Any] | None:
-    """A table as `/score` hands it to the features: text as Arrow, the rest as numpy."""
-    if frame is None:
-        return None
-    return {
-        name: values.to_numpy()
-        if is_numeric_dtype(values) or is_datetime64_dtype(values)
-        else pa.array(values)
-        for name, values in frame.items()
-    }
-
-
-@pytest.mark.parametrize("stored_segments", [True, False], ids=["stored-cuts", "fitted-cuts"])
-def test_the_online_dict_of_columns_scores_as_the_batch_frame(
-    tables: Tables, scorer: Scorer, stored_segments: bool
-) -> None:
-    """`vafa score` scores a DataFrame, `/score` a dict of arrays: the same code, the same rows."""
-    if not stored_segments:
-        bundle = replace(scorer.bundle, config={**scorer.bundle.config, "segments": None})
-        scorer = Scorer(bundle, "7")
-    event_types = scorer.bundle.spec.event_types
-    frame = build_features(tables, AS_OF, event_types=event_types)
-    columns = feature_columns(tables, AS_OF, event_types=event_types)
-    assert_frame_equal(pd.DataFrame(columns), frame)
-    assert all(not isinstance(v, pd.Series | pd.DataFrame) for v in columns.values())
-    # `/score`'s tables are dicts of numpy and Arrow arrays, not frames: the same features.
-    arrays = RequestTables(
-        *(_arrays(t) for t in (tables.transactions, tables.events, tables.customers))
-    )
-    assert_frame_equal(pd.DataFrame(feature_columns(arrays, AS_OF, event_types=event_types)), frame)
-
-    expected = scorer.score(frame, AS_OF)
-    online = scorer.score_columns(columns, len(frame), AS_OF)
-    assert list(online) == list(expected.columns)
-    assert_frame_equal(pd.DataFrame(text_arrays(online)), expected)
-    # What `/score` answers from the dict is what the store keeps of the frame.
-    assert score_records(online) == score_records(expected)
-    assert expected["reasons"].str.len().gt(0).any() and expected["customer_type"].notna().any()
 
 
 def test_rows_on_or_after_the_date_change_nothing(
@@ -167,18 +60,6 @@ def test_rows_on_or_after_the_date_change_nothing(
     assert_frame_equal(dirty.scores, clean.scores)
     assert dirty.summary["drift"] == clean.summary["drift"]
     assert dirty.summary["freshness"] == clean.summary["freshness"]
-
-
-def test_buckets_keep_every_row_of_a_customer_together(tables: Tables) -> None:
-    parts = list(split_by_customer(tables, 100).tables())
-    assert len(parts) == 4
-    bucket_of: dict[str, int] = {}
-    for k, part in enumerate(parts):
-        for name in ("transactions", "events", "customers"):
-            for cid in getattr(part, name)["customer_id"]:
-                assert bucket_of.setdefault(cid, k) == k, f"{cid} in two buckets"
-    for name in ("transactions", "events", "customers"):
-        assert sum(len(getattr(p, name)) for p in parts) == len(getattr(tables, name))
 
 
 def test_rerun_of_a_date_replaces_it_exactly(
@@ -285,14 +166,14 @@ def test_failure_half_way_leaves_previous_results(
     stored = store.lookup(before["customer_id"].head(3).tolist()).found
 
     if failing == "writer":
-        real = batch.write_frame
+        real = job.write_frame
 
         def write_frame(frame: pd.DataFrame, path: Path) -> Path:
             if path.name == "scores.csv":  # the Parquet file is already written
                 raise OSError("disk full")
             return real(frame, path)
 
-        monkeypatch.setattr(batch, "write_frame", write_frame)
+        monkeypatch.setattr(job, "write_frame", write_frame)
     else:
 
         def upsert(self: ScoreStore, scores: pd.DataFrame) -> int:
