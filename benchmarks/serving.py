@@ -149,7 +149,7 @@ async def load(url: str, requests: list[bytes], concurrency: int, label: str) ->
 
 def in_process(champion: Any, requests: list[bytes], label: str) -> Figures:
     """The limit: body validation, features, scores and the encoded answer, no HTTP."""
-    from serving.online import score_customers
+    from serving.online.requests import score_customers
     from serving.online.schema import CustomerHistory
 
     latencies = []
@@ -267,7 +267,7 @@ def main() -> None:
             http_batch = asyncio.run(load(url, batches, 2, "HTTP batch of 100, concurrency 2"))
         finally:
             stop(process)
-        from serving.online import load_champion, settle_memory
+        from serving.online.champion import load_champion, settle_memory
 
         champion = load_champion("champion")
         settle_memory()  # as the service does after loading a model

@@ -44,8 +44,8 @@ Run from the repository root:
 The bundle is loaded from `--bundle DIR` when it holds one, else trained on `--train-customers`
 generated customers (seed 0, one trial; saved to DIR when given). `--customers` request bodies
 are generated as `benchmarks.serving` sends them (50 transactions, 100 events and a profile
-each) and turned into tables as the service does (`serving.online.request_tables`). Each stage
-then runs once per customer, `--rounds` times over all of them, after one warm-up round:
+each) and turned into tables as the service does (`serving.online.requests.request_tables`).
+Each stage then runs once per customer, `--rounds` times over all of them, after one warm-up round:
 
   features         feature_columns (build_features as a dict of arrays) on one customer's tables
   model input      what the boosters read (ModelBundle.model_input)
@@ -124,7 +124,8 @@ def main() -> None:
 
     from benchmarks.serving import customer
     from features.build import feature_columns
-    from serving.online import Champion, request_tables, score_customers, settle_memory
+    from serving.online.champion import Champion, settle_memory
+    from serving.online.requests import request_tables, score_customers
     from serving.online.schema import CustomerHistory
     from serving.scoring.scorer import Scorer
     from vafa.settings import quiet_telemetry

@@ -1,20 +1,8 @@
 """The online service's request and response bodies, generated from the contract's table specs.
 
-A `/score` customer carries rows of the contract tables (section 1 of the contract) without
-their `customer_id`: the row models below are built from `features.schema.TABLE_SPECS`, so a
-column added to the contract is accepted online without a second list of fields. Every value
-is checked where it enters, with the loader's rules (ISO 8601 timestamps, finite numbers,
-minimums, survey ranges), and the error names the field (`customers.0.events.3.value`).
-
-Limits beyond the loader's rules, because a request body is untrusted: numbers within
-+-`MAX_ABS_NUMBER` (sums of such rows cannot overflow a float), timestamps between 1900 and
-2262 (pandas' range), text up to `MAX_TEXT` characters, at most `MAX_CUSTOMERS` customers and
-`MAX_ROWS` rows per table per customer.
-
-Row fields are checked by pydantic-core alone, without a Python call per value: a request of
-150 rows spent half its validation in such calls (measured). What the loader does per value
-beyond checks, zoned timestamps to naive UTC and empty text to missing, happens when the rows
-become columns (`serving.online.request_tables`), one array at a time.
+Built from `features.schema.TABLE_SPECS`, so a column added to the contract is accepted online
+without a second list of fields; values are checked where they enter, with the loader's rules
+and a request body's limits (docs/online.md, "Request bodies").
 """
 
 from __future__ import annotations
@@ -37,8 +25,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from features.io import REASON_TIMESTAMP
 from features.schema import CUSTOMERS, EVENTS, SURVEY_RANGES, TRANSACTIONS, Column, TableSpec
+from features.validation import REASON_TIMESTAMP
 
 MAX_CUSTOMERS = 1000
 MAX_ROWS = 10_000

@@ -1,9 +1,10 @@
 """The online scoring service for the CRM: BentoML's thin layer over `serving.online`.
 
-Start it with `vafa serve` (or `bentoml serve serving.online.service:VafaService`). It loads the
-`champion` from the MLflow registry at start-up and follows the alias; `/score` builds features
-with the batch's code and scores them with the batch's `Scorer`; `/lookup` reads the nightly
-scores store. See the README's "Online scoring" section for every decision on bad input.
+Start it with `vafa serve` (or `bentoml serve serving.online.service:VafaService` with
+`MLFLOW_TRACKING_URI` and `VAFA_STORE_URL` set). It loads the `champion` from the MLflow
+registry at start-up and follows the alias; `/score` builds features with the batch's code and
+scores them with the batch's `Scorer`; `/lookup` reads the nightly scores store. See the
+README's "Online scoring" section for every decision on bad input, docs/online.md for the design.
 """
 
 from __future__ import annotations
@@ -11,27 +12,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from vafa.settings import quiet_telemetry
+import bentoml
+import pandas as pd
+from pydantic import Field
+from starlette.responses import JSONResponse
 
-quiet_telemetry()
-
-# After the telemetry switch on purpose: both pull in libraries that phone home at import.
-import bentoml  # noqa: E402
-import pandas as pd  # noqa: E402
-from pydantic import Field  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-
-from serving.online import (  # noqa: E402
-    ChampionHolder,
-    Guard,
-    HideRequestData,
-    NotReadyError,
-    ScoringQueue,
-    ServiceConfig,
-    default_as_of,
-    describe,
-)
-from serving.online.schema import (  # noqa: E402
+from serving.online.champion import ChampionHolder, describe
+from serving.online.config import ServiceConfig
+from serving.online.guard import Guard, HideRequestData
+from serving.online.queue import NotReadyError, ScoringQueue
+from serving.online.requests import default_as_of
+from serving.online.schema import (
     EXAMPLE_REQUEST,
     MAX_CUSTOMERS,
     CustomerHistory,
@@ -42,7 +33,7 @@ from serving.online.schema import (  # noqa: E402
     Timestamp,
     duplicate_ids,
 )
-from serving.store import ScoreStore, StoreError  # noqa: E402
+from serving.store import ScoreStore, StoreError
 
 log = logging.getLogger("vafa.service")
 

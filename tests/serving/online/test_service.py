@@ -25,7 +25,7 @@ from schemathesis.checks import not_a_server_error
 
 from features.build import build_features, feature_columns
 from features.schema import Tables
-from serving.online import request_tables
+from serving.online.requests import request_tables
 from serving.online.schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
 from serving.scoring.scorer import Scorer
 from serving.store import ScoreStore

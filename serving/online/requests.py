@@ -1,0 +1,189 @@
+"""A request's rows as the contract tables the batch's feature code reads, and its scores.
+
+Online and batch cannot drift apart: a request becomes the columns a data folder of its rows
+would load to, and goes through the batch's `feature_columns` and `Scorer`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.build import feature_columns
+from features.rfm import Columns
+from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
+from serving.online.schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
+from serving.store import score_records
+
+if TYPE_CHECKING:
+    from serving.online.champion import Champion
+
+NO_TRANSACTION = "no transaction before as_of"
+
+
+def default_as_of(now: dt.datetime | None = None) -> pd.Timestamp:
+    """Tomorrow, 00:00 UTC: everything up to now counts, as `vafa score` counts the last day."""
+    today = pd.Timestamp(now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).normalize()
+    return (today + pd.Timedelta(days=1)).as_unit("us")
+
+
+def _columns(spec: TableSpec, rows: list[Any]) -> list[str]:
+    """The table's columns as a file of these rows would have them: any row giving a field."""
+    given: set[str] = set().union(*(row.__pydantic_fields_set__ for row in rows))
+    return [c.name for c in spec.columns if c.name != "customer_id" and c.name in given]
+
+
+_MICROSECONDS = pa.timestamp("us")
+
+
+def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str]) -> Columns:
+    """A table as the loader types it: text as Arrow strings, naive UTC datetime64[us], float64.
+
+    The loader's conversions happen here, a column at a time, rather than per value while
+    validating: zoned timestamps become naive UTC (Arrow converts zoned datetimes to UTC), and
+    empty text is missing, as in a CSV file.
+    """
+    data: Columns = {"customer_id": pa.array(ids, pa.string())}
+    for name in dict.fromkeys(columns):
+        column = spec.column(name)
+        values = [getattr(row, name) for row in rows]
+        if column.kind == "timestamp":
+            data[name] = pa.array(values, _MICROSECONDS).to_numpy(zero_copy_only=False)
+        elif column.kind == "float":
+            data[name] = np.array(values, dtype=np.float64)
+        else:
+            text = pa.array(values, pa.string())
+            data[name] = text if column.required else pc.if_else(pc.equal(text, ""), None, text)
+    return data
+
+
+@dataclass(frozen=True)
+class RequestTables:
+    """A request's contract tables as dicts of arrays: what `feature_columns` reads online."""
+
+    transactions: Columns
+    events: Columns | None = None
+    customers: Columns | None = None
+
+
+def request_tables(customers: list[CustomerHistory], keys: list[str]) -> RequestTables:
+    """The contract tables of customers, each under its key (ids stay out of the features).
+
+    A table is present when any customer sends it (`events: []` is an events table without
+    rows for that customer; leaving `events` out is no events table), and a column when any
+    row gives it, as it would be in a data folder holding these rows. Rows stay in the order
+    of `customers`.
+    """
+    tx_ids, tx_rows, ev_ids, ev_rows, profile_ids, profiles = [], [], [], [], [], []
+    has_events = has_profiles = False
+    for key, customer in zip(keys, customers, strict=True):
+        tx_ids += [key] * len(customer.transactions)
+        tx_rows += customer.transactions
+        if "events" in customer.model_fields_set:
+            has_events = True
+            events = customer.events or []
+            ev_ids += [key] * len(events)
+            ev_rows += events
+        if "profile" in customer.model_fields_set:
+            has_profiles = True
+            if customer.profile is not None:
+                profile_ids.append(key)
+                profiles.append(customer.profile)
+    return RequestTables(
+        transactions=_table(
+            TRANSACTIONS, tx_ids, tx_rows, ["ts", "amount", *_columns(TRANSACTIONS, tx_rows)]
+        ),
+        events=_table(EVENTS, ev_ids, ev_rows, ["ts", "event", *_columns(EVENTS, ev_rows)])
+        if has_events
+        else None,
+        customers=_table(CUSTOMERS, profile_ids, profiles, _columns(CUSTOMERS, profiles))
+        if has_profiles
+        else None,
+    )
+
+
+def request_shape(customers: list[CustomerHistory]) -> tuple[object, ...]:
+    """Which tables and columns a request sends: only requests alike are scored together."""
+    tx = [r for c in customers for r in c.transactions]
+    ev = [r for c in customers if "events" in c.model_fields_set for r in c.events or []]
+    profiles = [c.profile for c in customers if c.profile is not None]
+    return (
+        tuple(_columns(TRANSACTIONS, tx)),
+        any("events" in c.model_fields_set for c in customers),
+        tuple(_columns(EVENTS, ev)),
+        any("profile" in c.model_fields_set for c in customers),
+        tuple(_columns(CUSTOMERS, profiles)),
+    )
+
+
+def later_rows(table: Columns | None, as_of: pd.Timestamp, sizes: list[int]) -> list[int]:
+    """Per request, its rows of `table` dated at or after `as_of`; `sizes`: its rows in order."""
+    if table is None:
+        return [0] * len(sizes)
+    later = np.concatenate(([0], np.cumsum(table["ts"] >= as_of.to_datetime64())))
+    ends = np.cumsum(sizes)
+    return (later[ends] - later[ends - sizes]).tolist()
+
+
+def score_customers(
+    champion: Champion, customers: list[CustomerHistory], as_of: pd.Timestamp
+) -> ScoreResponse:
+    """Features with the batch's code, scores with the batch's scorer, for one request."""
+    return score_requests(champion, [customers], as_of)[0]
+
+
+def score_requests(
+    champion: Champion, requests: list[list[CustomerHistory]], as_of: pd.Timestamp
+) -> list[ScoreResponse]:
+    """Several requests alike (same as_of, tables and columns) in one features and score call.
+
+    Customers are keyed by request and position, so two requests may send the same id with
+    different histories, and no customer id reaches the feature code.
+    """
+    keys = [[f"{r:05d}:{i:05d}" for i in range(len(c))] for r, c in enumerate(requests)]
+    tables = request_tables(
+        [c for customers in requests for c in customers], [k for ks in keys for k in ks]
+    )
+    later_transactions = later_rows(
+        tables.transactions, as_of, [sum(len(c.transactions) for c in r) for r in requests]
+    )
+    later_events = later_rows(
+        tables.events, as_of, [sum(len(c.events or []) for c in r) for r in requests]
+    )
+    scorer = champion.scorer
+    # The batch's feature and scoring code on a dict of columns: for a few customers a
+    # DataFrame's cost per column would be most of the request.
+    features = feature_columns(tables, as_of, event_types=scorer.bundle.spec.event_types or None)
+    n = len(features["customer_id"])
+    rows: dict[str, dict[str, Any]] = {}
+    if n:
+        # The batch's defaults, reasons included, so a /score row and its /lookup row agree,
+        # in the scores store's encoding: ISO dates, NaN as null.
+        scored = scorer.score_columns(features, n, as_of)
+        rows = {record["customer_id"]: record for record in score_records(scored)}
+    responses = []
+    for customers, request_keys, transactions, events in zip(
+        requests, keys, later_transactions, later_events, strict=True
+    ):
+        scores, unscored = [], []
+        for customer, key in zip(customers, request_keys, strict=True):
+            if key in rows:
+                scores.append({**rows[key], "customer_id": customer.customer_id})
+            else:
+                unscored.append(Unscored(customer_id=customer.customer_id, reason=NO_TRANSACTION))
+        responses.append(
+            ScoreResponse(
+                model_version=champion.version,
+                as_of=as_of.to_pydatetime(),
+                scores=scores,
+                unscored=unscored,
+                ignored_rows=IgnoredRows(transactions=transactions, events=events),
+            )
+        )
+    return responses
