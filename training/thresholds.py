@@ -14,6 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.population import decision_population
+
+# Fewer active customers than this cannot place quantile cut points: all customers are used.
+MIN_REFERENCE_CUSTOMERS = 20
+
 
 def _pair(values: Any, name: str) -> tuple[float, float]:
     pair = tuple(float(v) for v in values)
@@ -163,10 +168,10 @@ class SegmentThresholds:
 
 
 def reference_population(scored: pd.DataFrame, churn_window_days: float) -> pd.DataFrame:
-    """The customers whose scores set the cut points: those who bought within the churn window.
+    """The customers whose scores set the cut points: the decision population, if big enough.
 
     Long-lapsed customers pile up at the top of the risk scale; cut points taken over them
     would leave no room for "at risk" among the customers still worth keeping.
     """
-    active = scored[scored["recency_days"] <= churn_window_days]
-    return active if len(active) >= 20 else scored
+    active = decision_population(scored, churn_window_days)
+    return active if len(active) >= MIN_REFERENCE_CUSTOMERS else scored
