@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.report import money, write_report
-from tests.serving.report.test_report import make_runs
+from serving.report.build import write_report
+from serving.report.markup import money
+from tests.serving.report.factories import make_runs
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
