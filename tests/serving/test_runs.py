@@ -57,10 +57,12 @@ def test_latest_and_previous_runs(tmp_path: Path) -> None:
 def test_a_staged_run_is_swapped_in_whole_or_not_at_all(tmp_path: Path) -> None:
     old = publish(tmp_path, "2026-11-01")
     (old / "summary.json").write_text("old")
-    with pytest.raises(RuntimeError, match="half-way"):
-        with staged(tmp_path, pd.Timestamp("2026-11-01")) as staging:
-            (staging / "summary.json").write_text("new")
-            raise RuntimeError("half-way")
+    with (
+        pytest.raises(RuntimeError, match="half-way"),
+        staged(tmp_path, pd.Timestamp("2026-11-01")) as staging,
+    ):
+        (staging / "summary.json").write_text("new")
+        raise RuntimeError("half-way")
     assert (old / "summary.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
     with staged(tmp_path, pd.Timestamp("2026-11-01")) as staging:
