@@ -62,7 +62,7 @@ def run_train(data: Path, store: Path, trials: int | None) -> tuple[float, int, 
     command = [
         sys.executable,
         "-c",
-        "from vafa.cli import run; run()",
+        "from vafa.cli.app import run; run()",
         "train",
         "--data",
         str(data),

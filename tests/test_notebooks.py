@@ -27,16 +27,16 @@ CELL_TIMEOUT_SECONDS = 300
 TRAIN_CHAMPION = """
 import sys
 from features.io import load_tables
+from features.schema import default_as_of
 from training.datasets import data_fingerprint
 from training.registry import configure_tracking, log_training_run
 from training.train import TrainOptions, train_models
-from vafa.cli import resolve_as_of
 from vafa.settings import Settings
 
 configure_tracking(Settings.from_env().tracking_uri)
 tables = load_tables(sys.argv[1]).tables
 options = TrainOptions(trials=2, n_snapshots=2, num_threads=1)
-result = train_models(tables, resolve_as_of(tables, None), options)
+result = train_models(tables, default_as_of(tables), options)
 log_training_run(
     result, options, fingerprint=data_fingerprint(tables), data_dir=sys.argv[1], plots={}
 )

@@ -8,7 +8,7 @@ import pandas as pd
 
 from features.build import build_features
 from features.labels import build_labels
-from features.schema import Tables
+from features.schema import Tables, default_as_of
 from training.baselines import churn_baselines, spend_baselines
 from training.metrics import churn_metrics, spend_metrics
 from training.train import TrainOptions, TrainResult, train_models
@@ -60,11 +60,6 @@ class BacktestResult:
         return out
 
 
-def data_end(tables: Tables) -> pd.Timestamp:
-    """The end of the observed data: the day after the last transaction."""
-    return pd.Timestamp(tables.transactions["ts"].max()).normalize() + pd.Timedelta(days=1)
-
-
 def backtest(
     tables: Tables, as_of: pd.Timestamp, options: TrainOptions, storage: str | None = None
 ) -> BacktestResult:
@@ -74,10 +69,11 @@ def backtest(
         ValueError: the data does not reach `as_of` plus the longer window.
     """
     needed = as_of + pd.Timedelta(days=max(options.churn_window_days, options.horizon_days))
-    if data_end(tables) < needed:
+    data_end = default_as_of(tables)
+    if data_end < needed:
         raise ValueError(
             f"a backtest as of {as_of.date()} needs data until {needed.date()} (the windows "
-            f"after it) but the data ends on {data_end(tables).date()}: choose an earlier --as-of"
+            f"after it) but the data ends on {data_end.date()}: choose an earlier --as-of"
         )
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S%f")
     trained = train_models(tables.before(as_of), as_of, options, storage, f"backtest-{stamp}")

@@ -44,7 +44,7 @@ def vafa(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_every_command_has_help(command: str) -> None:
     from typer.testing import CliRunner
 
-    from vafa.cli import app
+    from vafa.cli.app import app
 
     result = CliRunner().invoke(app, [*([command] if command else []), "--help"])
     assert result.exit_code == 0, result.output

@@ -233,7 +233,7 @@ def write_data(tables: Tables, folder: Path) -> Path:
 
 def vafa_run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """`vafa ARGS` in this process (so the champion can be patched in); returns the exit code."""
-    from vafa.cli import run
+    from vafa.cli.app import run
 
     monkeypatch.setattr(sys, "argv", ["vafa", *args])
     with pytest.raises(SystemExit) as exit_info:

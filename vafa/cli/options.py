@@ -1,0 +1,67 @@
+"""The exit codes of `vafa` and the options several of its commands share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Exit codes a scheduler can act on.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # Click's own code for bad options
+EXIT_BAD_DATA = 3
+EXIT_DRIFT = 4  # `score --fail-on-drift`: scored and published, but the population drifted
+EXIT_STALE = 5  # `score --fail-on-stale`: scored and published, but the data looks stale
+
+DataOption = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="Data folder with transactions and optional customers/events.",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+        readable=True,
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Cutoff date (ISO 8601); default: the day after the last transaction."
+    ),
+]
+TrialsOption = Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per model.")]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", min=1, help="Seconds of tuning per model, at most.")
+]
+ChurnWindowOption = Annotated[
+    int, typer.Option("--churn-window-days", min=1, help="Churn = no purchase in this many days.")
+]
+HorizonOption = Annotated[
+    int, typer.Option("--horizon-days", min=1, help="Horizon of predicted spend and CLV.")
+]
+MarginOption = Annotated[
+    float | None,
+    typer.Option(
+        "--margin-rate", min=0, max=1, help="Margin per unit of revenue without a margin column."
+    ),
+]
+DiscountOption = Annotated[
+    float, typer.Option("--discount-rate", min=0, help="Annual discount rate applied to CLV.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+BtydOption = Annotated[
+    bool,
+    typer.Option(
+        "--btyd-features/--no-btyd-features",
+        help="Give the models BG/NBD's probability alive and expected purchases.",
+    ),
+]
+QuarantineOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--quarantine", help="Set bad rows aside into this folder and go on with the rest."
+    ),
+]
