@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "python3"
 CELL_TIMEOUT_SECONDS = 300
+pytestmark = pytest.mark.slow  # each notebook runs in its own kernel
 
 # Trains and registers a champion in a child process: MLflow keeps its tracking URI and active
 # experiment in process globals (and os.environ), which must not leak into other tests. One

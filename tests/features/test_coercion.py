@@ -63,7 +63,7 @@ def test_parquet_zoned_timestamps_are_converted_to_utc() -> None:
         "Europe/Paris"
     )
     # As Parquet reads: typed columns, data row 0 is row 1.
-    data = pa.table({"customer_id": ["a", "b"], "ts": pa.array(paris), "amount": [1.0, 2.0]})
+    data = pa.table({"customer_id": ["a", "b"], "ts": pa.array(paris.array), "amount": [1.0, 2.0]})
 
     ts = _transactions(RawTable(Path("transactions.parquet"), data, first_row=1))["ts"]
 

@@ -22,9 +22,10 @@ from serving.scoring.scorer import Scorer
 from training.model import ModelBundle
 from training.train import TrainOptions, train_models
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:PySpark does not yet fully support pandas:FutureWarning"
-)
+pytestmark = [
+    pytest.mark.slow,  # a Spark JVM
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+]
 
 TRAINED_AS_OF = pd.Timestamp("2026-08-01")
 # Months before the data ends: every table holds rows on and after the cutoff.

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow  # `bentoml build` in a process
 
 
 def test_bentoml_build_packs_the_service_its_routes_and_the_lock(tmp_path: Path) -> None:

@@ -26,11 +26,18 @@ CHROMIUM = next(
 )
 ACCENT = np.array([0x2F, 0x6F, 0x9F])  # the bars' colour
 CONSOLE = re.compile(r"CONSOLE[:(]")
+pytestmark = [
+    pytest.mark.slow,  # a headless chromium per check
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="needs chromium: `make unit` installs it (apt-get, as root); CI has it",
+    ),
+]
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run headless chromium on a local page; console messages go to stderr."""
-    assert CHROMIUM is not None, "needs chromium: `make unit` installs it (apt-get, as root)"
+    assert CHROMIUM is not None
     return subprocess.run(
         [
             CHROMIUM,
