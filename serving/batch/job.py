@@ -1,9 +1,10 @@
 """Nightly batch scoring of every customer as of a date, in chunks, written aside and swapped in.
 
 The run is: check freshness, score (the engine step: features and scores of every customer,
-chunk by chunk), compare actions with the previous run, summarise, write the run folder aside,
-upsert the scores store, then swap the folder in. A failure anywhere before the swap leaves
-the previous folder and the store as they were. The engine step is chosen by name (`ENGINES`):
+chunk by chunk), compare actions with the previous run, summarise, then publish folder and
+scores store together (`serving.batch.publish`: both staged, the folder swapped in, the store
+switched last), so a failure or a kill anywhere leaves both on the previous night, and the next
+run settles what a killed one left. The engine step is chosen by name (`ENGINES`):
 the local `serving.batch.engines.score_all`, or Spark (`serving.batch.spark`), which replaces
 that one step and shares everything else.
 """
@@ -20,19 +21,23 @@ from typing import Any
 
 import pandas as pd
 
+from features.consistency import require_customers
 from features.io import write_frame
 from features.schema import Tables
+from serving.batch import publish
 from serving.batch.engines import DEFAULT_CHUNK_CUSTOMERS, Engine, FeatureSink, Scored, score_all
 from serving.batch.monitoring import DRIFT_THRESHOLD, DriftMonitor, FreshnessRules, check_freshness
-from serving.runs import exclusive, previous_run, run_date, run_folder, staged, summarise
+from serving.batch.publish import Night, describe, locked, outcome
+from serving.runs import previous_run, run_date, run_folder, summarise
 from serving.scoring.scorer import Scorer
-from serving.store import ScoreStore, safe_url
+from serving.store.database import ScoreStore
+from serving.store.tables import StoreRun, safe_url
 
 log = logging.getLogger(__name__)
 
 
 class BatchError(RuntimeError):
-    """A scoring run failed; the message says what, and that the previous results are intact."""
+    """A scoring run failed; the message says what, and what it left, as checked."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,15 @@ class BatchOptions:
         drift_threshold: PSI above which a feature or score is flagged.
         freshness: when a table counts as stale.
         engine: name of the engine ("local"; see `ENGINES`).
+        take_over_store: publish into a scores store that serves another output folder's
+            runs (refused otherwise).
     """
 
     chunk_customers: int | None = DEFAULT_CHUNK_CUSTOMERS
     drift_threshold: float = DRIFT_THRESHOLD
     freshness: FreshnessRules = field(default_factory=FreshnessRules)
     engine: str = "local"
+    take_over_store: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,31 +184,41 @@ def run_batch(
     options: BatchOptions = BatchOptions(),
     extra: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """Score everyone, write `out_dir/as_of=DATE/` aside, upsert the store, swap the folder in.
+    """Score everyone and publish `out_dir/as_of=DATE/` and the scores store together.
 
     Args:
         tables: validated tables.
         as_of: the date; only rows before it are read.
         scorer: the champion's scorer.
         out_dir: the output folder holding one `as_of=` folder per run.
-        store: the scores store to upsert (None: files only).
-        options: chunking, thresholds and engine.
+        store: the scores store the night is published into (None: files only).
+        options: chunking, thresholds, engine and whether to take the store over.
         extra: more facts for the summary (e.g. the data folder).
 
     Returns:
         The published folder, the scores and the summary.
 
     Raises:
-        BatchError: any step failed; the previous folder and the store are unchanged.
+        BatchError: any step failed; the message says what the folder and the store hold
+            now (the previous night, or a cut-short publication the next run settles).
+        DataValidationError: no customer has a transaction before `as_of` (before any step).
     """
     as_of = pd.Timestamp(as_of)
+    out_dir = Path(out_dir)
+    require_customers(tables, as_of)  # nobody to score is a data error: nothing is published
+    before: StoreRun | str | None = "unknown"
     try:
-        with exclusive(Path(out_dir)):
-            return _run(tables, as_of, scorer, Path(out_dir), store, options, extra or {})
+        if store is not None:
+            before = store.served()
+        with locked(out_dir, store):
+            if store is not None:
+                store.check_source(out_dir, take_over=options.take_over_store)
+            return _run(tables, as_of, scorer, out_dir, store, options, extra or {}, before)
     except Exception as exc:
+        left = outcome(out_dir, store, before)
         raise BatchError(
-            f"scoring as of {as_of.date()} failed; {run_folder(Path(out_dir), as_of)} and the "
-            f"scores store were left as they were: {type(exc).__name__}: {exc}"
+            f"scoring as of {as_of.date()} failed: {type(exc).__name__}: {exc}. "
+            f"{left[:1].upper()}{left[1:]}"
         ) from exc
 
 
@@ -212,6 +230,7 @@ def _run(
     store: ScoreStore | None,
     options: BatchOptions,
     extra: dict[str, Any],
+    before: StoreRun | str | None,
 ) -> BatchResult:
     engine = engine_for(options.engine)
     freshness = check_freshness(
@@ -227,6 +246,7 @@ def _run(
         chunk_customers=options.chunk_customers,
         on_features=monitor.add_features,
     )
+    publish.checkpoint("scored")
     scores = scored.scores
     monitor.add_scores(scores)
     drift = monitor.report()
@@ -246,20 +266,37 @@ def _run(
         | summarise(scores, scored.timings)
         | {"changes": changes, "drift": drift, "freshness": freshness}
     )
-    with staged(out_dir, as_of) as staging:
+    night = Night(
+        out_dir, as_of, store, take_over=options.take_over_store, data_dir=extra.get("data_dir")
+    )
+    with night:
         tick = time.perf_counter()
-        write_frame(scores, staging / "scores.parquet")
-        write_frame(scores, staging / "scores.csv")
-        write_frame(changed, staging / "changed_actions.parquet")
-        write_frame(changed, staging / "changed_actions.csv")
+        write_frame(scores, night.staging / "scores.parquet")
+        write_frame(scores, night.staging / "scores.csv")
+        write_frame(changed, night.staging / "changed_actions.parquet")
+        write_frame(changed, night.staging / "changed_actions.csv")
+        publish.checkpoint("files_written")
         timings = summary["timings_seconds"]
         timings["write_seconds"] = round(time.perf_counter() - tick, 2)
         if store is not None:
             tick = time.perf_counter()
-            rows = store.upsert(scores)
-            summary["store"] = {"url": safe_url(store.url), "rows": rows}
+            staged = night.stage_store(scores)
+            assert staged is not None
+            summary["store"] = {
+                "url": safe_url(store.url),
+                "run_id": staged.run_id,
+                "rows": staged.rows,
+                "replaces": describe(before),
+            }
             timings["store_seconds"] = round(time.perf_counter() - tick, 2)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            if isinstance(before, StoreRun) and before.as_of > as_of.date():
+                log.warning(
+                    "the scores store served %s, a later date: it serves this run from now on",
+                    describe(before),
+                )
+        (night.staging / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        publish.checkpoint("summary_written")
+        night.commit()
     return BatchResult(run_folder(out_dir, as_of), scores, summary)
 
 
@@ -277,22 +314,22 @@ def score_with_champion(
     options: BatchOptions | None = None,
     extra: dict[str, Any] | None = None,
 ) -> BatchResult:
-    """The nightly job: score with the registry's champion, publish, upsert, log to MLflow.
+    """The nightly job: score with the registry's champion, publish folder and store, log.
 
     Args:
         tables: validated tables.
         as_of: the date; only rows before it are read.
         out_dir: the output folder holding one `as_of=` folder per run.
         tracking_uri: the MLflow store holding the champion; the run is logged there too.
-        store_url: the scores store to upsert (None: files only).
-        options: chunking, thresholds and engine; the defaults when None.
+        store_url: the scores store to publish into (None: files only).
+        options: chunking, thresholds, engine, store take-over; the defaults when None.
         extra: more facts for the summary (e.g. the data folder).
 
     Returns:
         The published folder, the scores and the summary.
 
     Raises:
-        BatchError: the run failed; the previous folder and the store are unchanged.
+        BatchError: the run failed; the message says what folder and store hold now.
         LookupError: the registry has no champion.
     """
     from serving.batch.monitoring import log_run

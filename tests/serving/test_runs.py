@@ -8,12 +8,19 @@ import pandas as pd
 import pytest
 
 from serving.runs import (
+    Publication,
+    RunLocked,
+    begin,
+    exclusive,
     find_runs,
     latest_run,
+    pending,
     previous_run,
     run_date,
     run_folder,
     staged,
+    staging_folder,
+    swap_in,
 )
 
 
@@ -70,3 +77,61 @@ def test_a_staged_run_is_swapped_in_whole_or_not_at_all(tmp_path: Path) -> None:
         (staging / "summary.json").write_text("new")
     assert (old / "summary.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
+
+
+def test_a_journaled_publication_is_undone_or_finished_as_the_store_says(tmp_path: Path) -> None:
+    """Killed between its swap and the store's switch, a run leaves a journal the next settles."""
+    old = publish(tmp_path, "2026-11-01")
+    (old / "summary.json").write_text("old")
+
+    def killed_after_swap() -> Publication:
+        staging = staging_folder(tmp_path, pd.Timestamp("2026-11-01"))
+        (staging / "scores.parquet").write_bytes(b"")
+        (staging / "summary.json").write_text("new")
+        publication = begin(staging, pd.Timestamp("2026-11-01"), {"store": "s", "run_id": 7})
+        swap_in(publication)  # ... and the process dies here
+        return publication
+
+    dead = killed_after_swap()
+    assert pending(tmp_path) == dead
+    assert (old / "summary.json").read_text() == "new"  # swapped in, the store not switched
+    asked = []
+    with exclusive(tmp_path, lambda p: asked.append(p.commit) or False):
+        pass
+    assert asked == [{"store": "s", "run_id": 7}]
+    assert (old / "summary.json").read_text() == "old"  # put back: the store did not switch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
+
+    killed_after_swap()
+    with exclusive(tmp_path, lambda p: True):  # the store had switched: the run stands
+        pass
+    assert (old / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
+
+    killed_after_swap()
+    with pytest.raises(RuntimeError, match="run again with that store"), exclusive(tmp_path):
+        pass
+    assert pending(tmp_path) is not None  # nothing decided without the store
+
+
+def test_a_new_dates_folder_is_taken_out_again_when_its_store_did_not_switch(
+    tmp_path: Path,
+) -> None:
+    publish(tmp_path, "2026-11-01")
+    staging = staging_folder(tmp_path, pd.Timestamp("2026-11-02"))
+    (staging / "scores.parquet").write_bytes(b"")
+    swap_in(begin(staging, pd.Timestamp("2026-11-02"), {"store": "s", "run_id": 8}))
+    assert [str(r.as_of.date()) for r in find_runs(tmp_path)] == ["2026-11-01", "2026-11-02"]
+    with exclusive(tmp_path, lambda p: False):
+        pass
+    assert [str(r.as_of.date()) for r in find_runs(tmp_path)] == ["2026-11-01"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as_of=2026-11-01"]
+
+
+def test_a_second_run_on_a_folder_is_refused_while_one_holds_it(tmp_path: Path) -> None:
+    with (
+        exclusive(tmp_path),
+        pytest.raises(RunLocked, match="another run is writing"),
+        exclusive(tmp_path),
+    ):
+        pass

@@ -17,7 +17,7 @@ from features.schema import Tables
 from serving.batch.engines import score_all, split_by_customer
 from serving.online.requests import RequestTables
 from serving.scoring.scorer import Scorer
-from serving.store import score_records
+from serving.store.rows import score_records
 from tests.serving.batch.factories import AS_OF
 
 

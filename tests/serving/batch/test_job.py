@@ -20,7 +20,7 @@ from serving.batch import job
 from serving.batch.job import BatchError, BatchOptions, action_changes, run_batch
 from serving.runs import previous_run
 from serving.scoring.scorer import Scorer
-from serving.store import ScoreStore
+from serving.store.database import ScoreStore
 from tests.serving.batch.factories import AS_OF
 
 
@@ -96,7 +96,8 @@ def test_store_holds_the_runs_rows(tables: Tables, scorer: Scorer, tmp_path: Pat
         assert stored["recommended_action"] == row["recommended_action"]
         assert stored["churn_probability"] == pytest.approx(row["churn_probability"])
         assert stored["model_version"] == "7"
-    assert result.summary["store"]["rows"] == len(result.scores)
+    assert result.summary["store"]["rows"] == store.count() == len(result.scores)
+    assert result.summary["store"]["run_id"] == store.served().run_id
 
 
 def test_changed_actions_against_the_latest_earlier_run(
@@ -176,12 +177,16 @@ def test_failure_half_way_leaves_previous_results(
         monkeypatch.setattr(job, "write_frame", write_frame)
     else:
 
-        def upsert(self: ScoreStore, scores: pd.DataFrame) -> int:
+        def stage(self: ScoreStore, scores: pd.DataFrame, **_: object) -> None:
             raise RuntimeError("connection lost")
 
-        monkeypatch.setattr(ScoreStore, "upsert", upsert)
+        monkeypatch.setattr(ScoreStore, "stage", stage)
     other = replace(tables, transactions=tables.transactions.assign(amount=lambda f: f.amount * 2))
-    with pytest.raises(BatchError, match=r"as_of=2026-11-01 and the scores store were left"):
+    with pytest.raises(
+        BatchError,
+        match=r"Nothing was published in .*out, and the scores store still serves run 1 as of "
+        "2026-11-01",
+    ):
         run_batch(other, AS_OF, scorer, out, store)
     assert_frame_equal(pd.read_parquet(good.folder / "scores.parquet"), before)
     assert (good.folder / "summary.json").read_text() == summary
@@ -290,15 +295,16 @@ def test_vafa_score_failure_exits_1_with_a_clear_message(
     assert vafa_run(["score", "--data", str(data), "--out", str(out)], monkeypatch) == 0
     before = pd.read_parquet(out / "as_of=2026-11-01" / "scores.parquet")
 
-    def upsert(self: ScoreStore, scores: pd.DataFrame) -> int:
+    def stage(self: ScoreStore, scores: pd.DataFrame, **_: object) -> None:
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(ScoreStore, "upsert", upsert)
+    monkeypatch.setattr(ScoreStore, "stage", stage)
     capsys.readouterr()
     assert vafa_run(["score", "--data", str(data), "--out", str(out)], monkeypatch) == 1
     err = capsys.readouterr().err
     assert "scoring as of 2026-11-01 failed" in err and "database is locked" in err
-    assert "left as they were" in err and "Traceback" not in err
+    assert "Nothing was published" in err and "still serves run 1 as of 2026-11-01" in err
+    assert "Traceback" not in err
     assert_frame_equal(pd.read_parquet(out / "as_of=2026-11-01" / "scores.parquet"), before)
 
 
@@ -324,7 +330,7 @@ def test_vafa_score_exit_codes_for_drift_and_stale_data(
     stale = replace(tables, transactions=tables.transactions[~late])
     data = write_data(stale, tmp_path / "stale")
     args = ["score", "--data", str(data), "--out", str(tmp_path / "s2"), "--as-of", "2026-11-01"]
-    assert vafa_run([*args, "--fail-on-stale"], monkeypatch) == 5
+    assert vafa_run([*args, "--fail-on-stale", "--no-store"], monkeypatch) == 5
     assert "stale data: transactions" in capsys.readouterr().err
 
 

@@ -147,7 +147,7 @@ def test_vafa_score_engine_spark_publishes_what_the_local_engine_does(
     spark: SparkSession, folder: Path, bundle: ModelBundle, tmp_path: Path
 ) -> None:
     from serving.batch.job import BatchOptions, run_batch
-    from serving.store import ScoreStore
+    from serving.store.database import ScoreStore
 
     loaded = load_tables(folder).tables
     scorer = Scorer(bundle, "7", num_threads=1)
