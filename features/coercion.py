@@ -11,15 +11,27 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.schema import SURVEY_RANGES, Column, TableSpec
+from features.schema import (
+    EARLIEST,
+    LATEST,
+    MAX_ABS_NUMBER,
+    MAX_ID_LENGTH,
+    SURVEY_RANGES,
+    Column,
+    TableSpec,
+)
 from features.validation import (
     REASON_DUPLICATE_ID,
+    REASON_ID_LENGTH,
+    REASON_ID_NUL,
     REASON_MISSING,
     REASON_MISSING_ID,
     REASON_NON_FINITE,
     REASON_NUMBER,
+    REASON_NUMBER_RANGE,
     REASON_SURVEY_MISSING,
     REASON_TIMESTAMP,
+    REASON_TIMESTAMP_RANGE,
     RawTable,
     RowIssue,
 )
@@ -30,12 +42,13 @@ def coerce_table(spec: TableSpec, raw: RawTable) -> tuple[pd.DataFrame, list[Row
 
     Ids and labels become pandas `str` (whitespace stripped, empty = missing), timestamps naive
     UTC `datetime64[us]`, numbers float64; a value that does not parse is a row problem, never a
-    silent NaN.
+    silent NaN. So are a timestamp outside [EARLIEST, LATEST), a number beyond
+    +-MAX_ABS_NUMBER, and a customer_id longer than MAX_ID_LENGTH or holding a NUL character.
 
     Args:
         spec: the contract table.
         raw: the table as read; `first_row` 2 marks text input, whose all-empty rows are blank
-            lines.
+            lines (unless `raw.filled_elsewhere` says the line holds other columns' content).
 
     Returns:
         The coerced frame (all rows, contract columns present in the source), the row issues,
@@ -50,6 +63,8 @@ def coerce_table(spec: TableSpec, raw: RawTable) -> tuple[pd.DataFrame, list[Row
         blank = np.ones(n, dtype=bool)
         for name in raw.data.column_names:
             blank &= _np_mask(pc.equal(raw.data[name], ""))
+        if raw.filled_elsewhere is not None:
+            blank &= ~raw.filled_elsewhere
     for name in raw.data.column_names:
         column = spec.column(name)
         values, is_missing, col_issues = _coerce_column(raw.data[name], column)
@@ -75,11 +90,19 @@ def _coerce_column(
     issues: list[tuple[str, np.ndarray]] = []
     if column.kind in ("id", "string"):
         text, missing = _clean_text(data)
+        if column.kind == "id":
+            issues.extend(_id_issues(text))
         return text.to_pandas().astype("str"), missing, issues
     if column.kind == "timestamp":
         values, missing, unparsable = _to_timestamps(data)
         if unparsable.any():
             issues.append((REASON_TIMESTAMP, unparsable))
+        stamps = values.to_numpy()
+        outside = ~np.isnat(stamps) & (
+            (stamps < EARLIEST.to_datetime64()) | (stamps >= LATEST.to_datetime64())
+        )
+        if outside.any():
+            issues.append((REASON_TIMESTAMP_RANGE, outside))
         return values, missing, issues
     numbers, missing, unparsable = _to_numbers(data)
     if unparsable.any():
@@ -87,6 +110,9 @@ def _coerce_column(
     infinite = np.isinf(numbers)
     if infinite.any():
         issues.append((REASON_NON_FINITE, infinite))
+    huge = np.isfinite(numbers) & (np.abs(numbers) > MAX_ABS_NUMBER)
+    if huge.any():
+        issues.append((REASON_NUMBER_RANGE, huge))
     if column.min_value is not None:
         below = numbers < column.min_value
         if below.any():
@@ -105,6 +131,18 @@ def _clean_text(data: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
     if pc.any(empty).as_py():
         text = pc.if_else(empty, pa.scalar(None, pa.large_string()), text)
     return text, _np_mask(pc.is_null(text))
+
+
+def _id_issues(text: pa.ChunkedArray) -> list[tuple[str, np.ndarray]]:
+    """Ids the scores store cannot hold: too long for its key column, or holding a NUL."""
+    issues: list[tuple[str, np.ndarray]] = []
+    too_long = _np_mask(pc.greater(pc.utf8_length(text), MAX_ID_LENGTH))
+    if too_long.any():
+        issues.append((REASON_ID_LENGTH, too_long))
+    nul = _np_mask(pc.match_substring(text, "\x00"))
+    if nul.any():
+        issues.append((REASON_ID_NUL, nul))
+    return issues
 
 
 def _to_timestamps(data: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray, np.ndarray]:

@@ -13,11 +13,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.coercion import coerce_table
-from features.schema import TABLE_SPECS, Tables, TableSpec
+from features.consistency import future_issues, report_event_collisions, report_id_types
+from features.schema import ID, TABLE_SPECS, Tables, TableSpec, future_from
 from features.validation import (
     MAX_SHOWN,
     DataValidationError,
@@ -29,9 +31,13 @@ from features.validation import (
     quarantine_frame,
     report_cross_table,
     show_value,
+    warn_rows,
 )
 
 TableFormat = Literal["parquet", "csv"]
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How a CSV text cell a spreadsheet would run as a formula starts (OWASP, "CSV injection")."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,24 @@ def load_tables(data_dir: Path | str, *, quarantine_dir: Path | str | None = Non
     names are valid (info; names match exactly, case included, after stripping whitespace); a
     NaN number is missing, +-inf is an error; a survey event
     (`SURVEY_RANGES`) needs a score within its range; a customer_id repeated in `customers`
-    is an error; CSV lines whose contract fields are all empty (blank lines) are skipped and
-    counted as info.
+    is an error; CSV lines whose fields are all empty (blank lines) are skipped and counted as
+    info, while a line with content only outside the contract columns is a bad row.
+
+    Beyond single values: an empty transactions table is an error (nobody to score); timestamps
+    outside 1900-2261, numbers beyond +-`MAX_ABS_NUMBER` and customer ids longer than
+    `MAX_ID_LENGTH` or holding a NUL are bad rows; rows dated after tomorrow (UTC, by the clock)
+    are flagged as warnings and kept (no as-of without `--allow-future-as-of` reads them), or set
+    aside under quarantine; event names that become the same feature columns, and customer ids
+    typed as numbers in one file but spelled otherwise as text in another, are errors
+    (`features.consistency`).
 
     Args:
         data_dir: the data folder.
-        quarantine_dir: when given, rows with row-level problems are written with their raw
-            values, source row and problem to `quarantine_dir/NAME.csv` (only for tables with
-            such rows), left out of the loaded tables and reported as warnings. Missing tables
-            and columns, and unreadable files, are never quarantined.
+        quarantine_dir: when given, rows with row-level problems (and rows dated after
+            tomorrow) are written with their raw values, source row and problem to
+            `quarantine_dir/NAME.csv` (only for tables with such rows), left out of the loaded
+            tables and reported as warnings. Missing tables and columns, unreadable files and
+            disagreements between files are never quarantined.
 
     Returns:
         The tables and the report.
@@ -118,18 +133,23 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
+def write_frame(df: pd.DataFrame, path: Path | str, *, escape_formulas: bool = True) -> Path:
     """Write a frame as Parquet or CSV by the file's extension, atomically.
 
     The frame goes to a temporary file in the target folder first and replaces the target only
     once complete, so a reader (or a crash) never sees a half-written file and an existing
     target survives a failed write. A named index is written as column(s); an unnamed one is not.
     CSV timestamps are ISO 8601, as short as loses nothing (`2024-05-01`, `2024-05-01T13:45:00`,
-    with a `Z` suffix for zoned columns, converted to UTC); missing values are empty.
+    with a `Z` suffix for zoned columns, converted to UTC); missing values are empty. CSV text
+    cells starting with `=`, `+`, `-`, `@`, a tab or a carriage return get a leading `'`, so
+    that a spreadsheet shows them rather than running them as formulas (`=HYPERLINK(...)` in a
+    customer id); Parquet keeps every value as it is.
 
     Args:
         df: the frame; not modified.
         path: target file ending in `.parquet` or `.csv`; parent folders are created.
+        escape_formulas: escape formula-like CSV text cells (False for files Vafa reads back,
+            such as a data folder's tables, whose values must round-trip).
 
     Returns:
         The path written.
@@ -148,7 +168,8 @@ def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
         if suffix == ".parquet":
             pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
         else:
-            pacsv.write_csv(pa.Table.from_pandas(_csv_ready(df), preserve_index=False), tmp)
+            ready = _csv_ready(df, escape_formulas=escape_formulas)
+            pacsv.write_csv(pa.Table.from_pandas(ready, preserve_index=False), tmp)
 
     return _write_atomic(path, write)
 
@@ -178,7 +199,8 @@ def write_tables(
     for name in TABLE_SPECS:
         frame = getattr(tables, name)
         if frame is not None:
-            written[name] = write_frame(frame, out / f"{name}.{fmt}")
+            # A data folder is read back by Vafa: its values are written as they are.
+            written[name] = write_frame(frame, out / f"{name}.{fmt}", escape_formulas=False)
         else:
             (out / f"{name}.{fmt}").unlink(missing_ok=True)
         (out / f"{name}.{other}").unlink(missing_ok=True)
@@ -199,7 +221,10 @@ def _load(data_dir: Path, quarantine_dir: Path | None) -> tuple[Tables | None, V
         return None, report
 
     frames: dict[str, pd.DataFrame] = {}
-    pending: list[tuple[str, RawTable, list[RowIssue], np.ndarray]] = []
+    numeric_ids: dict[str, bool] = {}
+    first_rows: dict[str, int] = {}
+    since = future_from()
+    pending: list[tuple[str, RawTable, list[RowIssue], list[RowIssue], np.ndarray]] = []
     for name, spec in TABLE_SPECS.items():
         raw = _read_table(spec, data_dir, report)
         if raw is None:
@@ -208,19 +233,41 @@ def _load(data_dir: Path, quarantine_dir: Path | None) -> tuple[Tables | None, V
         frame, issues, blank = coerce_table(spec, raw)
         report.row_counts[name] = int(len(frame) - blank.sum())
         if not report.row_counts[name]:
-            report.add(Problem("warning", "the table has no rows", table=name, path=str(raw.path)))
+            # Nothing to score without transactions: an empty feed is not a quiet success.
+            report.add(
+                Problem(
+                    "error" if spec.required else "warning",
+                    "the table has no rows",
+                    table=name,
+                    path=str(raw.path),
+                )
+            )
         frames[name] = frame
-        if not any(issue.mask.any() for issue in issues):
+        first_rows[name] = raw.first_row
+        if ID in raw.data.column_names:
+            numeric_ids[name] = _is_number(raw.data[ID].type)
+        future = future_issues(spec, frame, since)
+        if not any(issue.mask.any() for issue in [*issues, *future]):
             # Raw values are only read to show and quarantine bad rows: with none, free them
             # now rather than hold every table twice (a large table takes gigabytes).
             raw = replace(raw, data=raw.data.slice(0, 0))
-        pending.append((name, raw, issues, blank))
+        pending.append((name, raw, issues, future, blank))
+    # Disagreements between files, found while every row still has its number.
+    report_id_types(frames, numeric_ids, report.sources, first_rows, report)
+    if "events" in frames:
+        report_event_collisions(
+            frames["events"], report.sources["events"], first_rows["events"], report
+        )
 
     # Row problems are only quarantinable when the folder is otherwise loadable.
     can_quarantine = quarantine_dir is not None and not report.errors
     while pending:
         # Popped so that each raw table is freed once done: a large table takes gigabytes.
-        name, raw, issues, blank = pending.pop(0)
+        name, raw, issues, future, blank = pending.pop(0)
+        if can_quarantine:
+            issues = [*issues, *future]
+        else:
+            warn_rows(name, raw, future, blank, report)
         frames[name], bad = check_rows(
             name, raw, frames[name], issues, blank, report, quarantined=can_quarantine
         )
@@ -229,6 +276,15 @@ def _load(data_dir: Path, quarantine_dir: Path | None) -> tuple[Tables | None, V
             write_frame(quarantine_frame(raw, issues, bad), target)
             report.quarantined[name] = int(bad.sum())
             report.quarantine_files[name] = str(target)
+    if report.quarantined.get("transactions") and frames["transactions"].empty:
+        report.add(
+            Problem(
+                "error",
+                "every row was set aside in quarantine: no transaction left to score",
+                table="transactions",
+                path=report.sources["transactions"],
+            )
+        )
 
     report_cross_table(frames, report)
     if report.errors:
@@ -287,6 +343,7 @@ def _read_table(spec: TableSpec, data_dir: Path, report: ValidationReport) -> Ra
         )
         return None
     present = [c for c in spec.column_names if c in header]
+    delimiter = _other_delimiter(header) if path == csv_path else None
     for column in spec.columns:
         if column.required and column.name not in header:
             hint = [c for c in header if c.lower() == column.name.lower()]
@@ -294,7 +351,13 @@ def _read_table(spec: TableSpec, data_dir: Path, report: ValidationReport) -> Ra
                 Problem(
                     "error",
                     "missing required column"
-                    + (f" (found {hint[0]!r}: names are case-sensitive)" if hint else ""),
+                    + (f" (found {hint[0]!r}: names are case-sensitive)" if hint else "")
+                    + (
+                        f" (the header seems separated by {delimiter!r}: a CSV table is "
+                        "comma-separated)"
+                        if delimiter
+                        else ""
+                    ),
                     table=spec.name,
                     path=str(path),
                     column=column.name,
@@ -310,15 +373,20 @@ def _read_table(spec: TableSpec, data_dir: Path, report: ValidationReport) -> Ra
                 path=str(path),
             )
         )
+    if not present:
+        return None  # no contract column: the missing ones are reported, nothing to read
     try:
         if path == parquet:
             data = pq.read_table(path, columns=present)
             return RawTable(path, data, first_row=1)
-        data = _read_csv_text(path, header, present, report, spec.name)
+        read = _read_csv_text(path, header, present, report, spec.name)
     except (OSError, pa.ArrowException) as exc:
         report.add(Problem("error", _read_error(exc), table=spec.name, path=str(path)))
         return None
-    return None if data is None else RawTable(path, data, first_row=2)
+    if read is None:
+        return None
+    data, filled_elsewhere = read
+    return RawTable(path, data, first_row=2, filled_elsewhere=filled_elsewhere)
 
 
 def _found_instead(data_dir: Path, spec: TableSpec) -> str:
@@ -328,6 +396,19 @@ def _found_instead(data_dir: Path, spec: TableSpec) -> str:
 
 def _parquet_columns(path: Path) -> list[str]:
     return list(pq.read_schema(path).names)
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    )
+
+
+def _other_delimiter(header: list[str]) -> str | None:
+    """The separator a one-column header seems to use instead of commas (`;`, tab or `|`)."""
+    if len(header) != 1:
+        return None
+    return next((d for d in (";", "\t", "|") if d in header[0]), None)
 
 
 def _read_error(exc: Exception) -> str:
@@ -348,24 +429,23 @@ def _csv_header(path: Path) -> list[str]:
 
 def _read_csv_text(
     path: Path, header: list[str], present: list[str], report: ValidationReport, table: str
-) -> pa.Table | None:
+) -> tuple[pa.Table, np.ndarray | None] | None:
     """Read the contract columns of a CSV file as text, keeping one row per line.
 
     Blank lines are kept as rows (of empty strings) so that row i is always line i + 2, which
-    the problem reports rely on; they are dropped after validation.
+    the problem reports rely on; they are dropped after validation. A line whose contract fields
+    are all empty but which holds content in another column is not blank: the returned mask
+    (None when no such line can exist) marks it.
     """
     read = pacsv.ReadOptions(column_names=header, skip_rows=1)
-    convert = pacsv.ConvertOptions(
-        include_columns=present,
-        column_types=dict.fromkeys(present, pa.large_string()),
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
+    convert = _text_columns(present)
     try:
-        return pacsv.read_csv(path, read, pacsv.ParseOptions(ignore_empty_lines=False), convert)
+        data = pacsv.read_csv(path, read, pacsv.ParseOptions(ignore_empty_lines=False), convert)
     except pa.ArrowInvalid as exc:
         if "CSV parse error" not in str(exc):
             raise
+    else:
+        return data, _filled_elsewhere(path, header, present, data)
     # A malformed line: read again on one thread, where Arrow knows line numbers, to list them all.
     malformed: list[pacsv.InvalidRow] = []
 
@@ -394,8 +474,49 @@ def _read_csv_text(
     return None
 
 
-def _csv_ready(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame with timestamp columns as ISO 8601 text, for CSV."""
+def _text_columns(columns: list[str]) -> pacsv.ConvertOptions:
+    """Arrow's options to read these columns as text, empty fields as empty strings."""
+    return pacsv.ConvertOptions(
+        include_columns=columns,
+        column_types=dict.fromkeys(columns, pa.large_string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+
+
+def _filled_elsewhere(
+    path: Path, header: list[str], present: list[str], data: pa.Table
+) -> np.ndarray | None:
+    """Lines whose contract fields are all empty but another column is not; None if none.
+
+    The other columns are read only when some line has empty contract fields, and only they.
+    """
+    # Positional names: extra columns may share a name (two unnamed ones, say).
+    positions = [f"column {i}" for i in range(len(header))]
+    others = [positions[i] for i, name in enumerate(header) if name not in present]
+    if not others or not data.num_rows:
+        return None
+    empty = np.ones(data.num_rows, dtype=bool)
+    for name in data.column_names:
+        empty &= np.asarray(pc.equal(data[name], "").to_numpy(zero_copy_only=False), dtype=bool)
+    if not empty.any():
+        return None
+    rest = pacsv.read_csv(
+        path,
+        pacsv.ReadOptions(column_names=positions, skip_rows=1),
+        pacsv.ParseOptions(ignore_empty_lines=False),
+        _text_columns(others),
+    )
+    filled = np.zeros(data.num_rows, dtype=bool)
+    for name in rest.column_names:
+        text = pc.utf8_trim_whitespace(rest[name])
+        filled |= np.asarray(pc.not_equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
+    filled &= empty
+    return filled if filled.any() else None
+
+
+def _csv_ready(df: pd.DataFrame, *, escape_formulas: bool) -> pd.DataFrame:
+    """The frame with timestamp columns as ISO 8601 text, and formula-like text escaped."""
     out = {}
     for name, series in df.items():
         if isinstance(series.dtype, pd.DatetimeTZDtype):
@@ -403,9 +524,33 @@ def _csv_ready(df: pd.DataFrame) -> pd.DataFrame:
             out[name] = text.where(text.isna(), text + "Z")
         elif pd.api.types.is_datetime64_dtype(series.dtype):
             out[name] = _iso(series)
+        elif escape_formulas and _is_text(series):
+            out[name] = _escape_formulas(series)
         else:
             out[name] = series
     return pd.DataFrame(out, index=df.index, copy=False)
+
+
+def _is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pd.api.types.is_string_dtype(dtype.categories.dtype)
+    return pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
+
+
+def _escape_formulas(series: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet would run as formulas, prefixed with `'`; others unchanged."""
+    is_text = series.map(lambda value: isinstance(value, str), na_action="ignore")
+    is_text = is_text.fillna(False).astype(bool)
+    if not is_text.any():
+        return series
+    text = series.where(is_text, "").astype("str")
+    risky = (text.str.startswith(FORMULA_START) & is_text).to_numpy(dtype=bool)
+    if not risky.any():
+        return series
+    escaped = series.astype(object).copy()
+    escaped[risky] = "'" + text[risky]
+    return escaped
 
 
 def _iso(series: pd.Series) -> pd.Series:

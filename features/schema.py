@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -11,6 +13,19 @@ ColumnKind = Literal["id", "string", "timestamp", "float"]
 
 ID = "customer_id"
 """The customer-id column: the key of every table, feature row and score row."""
+
+MAX_ID_LENGTH = 255
+"""The longest customer_id, in characters: the scores store's key column holds no more."""
+
+MAX_ABS_NUMBER = 1e9
+"""The largest magnitude of any number of a contract table, in the loader and online alike."""
+
+EARLIEST = pd.Timestamp("1900-01-01")
+LATEST = pd.Timestamp("2262-01-01")
+"""Timestamps lie in [EARLIEST, LATEST): later ones do not fit pandas' nanosecond range."""
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\S.*)?$")
+"""A date or date-time as text: `YYYY-MM-DD`, then optionally a time after `T` or a space."""
 
 
 @dataclass(frozen=True)
@@ -136,20 +151,82 @@ class Tables:
 def to_timestamp(value: str | pd.Timestamp | object) -> pd.Timestamp:
     """A point in time as a naive UTC timestamp (the convention of every loaded table).
 
+    Text must be ISO 8601 (`2026-11-01`, `2026-11-01T06:00:00Z`): `01/11/2026` is refused
+    rather than guessed, as the online service refuses it.
+
     Raises:
-        ValueError: if the value is not a date or date-time.
+        ValueError: if the value is not a date or date-time, is not ISO 8601 text, or lies
+            outside [EARLIEST, LATEST).
     """
-    ts = pd.Timestamp(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not ISO_DATE.match(text):
+            raise ValueError(
+                f"not an ISO 8601 date or date-time: {value!r} "
+                "(expected e.g. 2026-11-01 or 2026-11-01T06:00:00Z)"
+            )
+        try:
+            ts = pd.to_datetime(text, format="ISO8601")
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"not a valid ISO 8601 date or date-time: {value!r}") from exc
+    else:
+        try:
+            ts = pd.Timestamp(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"not a date or date-time: {value!r}") from exc
     if pd.isna(ts):
         raise ValueError(f"not a date or date-time: {value!r}")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
+    if not EARLIEST <= ts < LATEST:
+        raise ValueError(
+            f"{value!r} is outside the supported range {EARLIEST.date()} to "
+            f"{(LATEST - pd.Timedelta(days=1)).date()}"
+        )
     return ts.as_unit("us")
 
 
-def default_as_of(tables: Tables) -> pd.Timestamp:
+def latest_as_of(now: dt.datetime | pd.Timestamp | None = None) -> pd.Timestamp:
+    """Tomorrow at 00:00 UTC, by the clock: the latest as-of a command takes without being forced.
+
+    Scores as of a later date would be the newest of the scores store for every night until
+    then, so they are refused unless asked for explicitly.
+
+    Args:
+        now: the moment to judge from (naive means UTC); the clock when None.
+    """
+    moment = pd.Timestamp(dt.datetime.now(dt.UTC) if now is None else now)
+    if moment.tzinfo is not None:
+        moment = moment.tz_convert("UTC").tz_localize(None)
+    return (moment.normalize() + pd.Timedelta(days=1)).as_unit("us")
+
+
+def future_from(now: dt.datetime | pd.Timestamp | None = None) -> pd.Timestamp:
+    """The first moment of the day after tomorrow (UTC): rows dated from it on are in the future.
+
+    A day of slack past `latest_as_of` keeps honest rows written in local time (up to 14
+    hours ahead of UTC) out of it.
+    """
+    return latest_as_of(now) + pd.Timedelta(days=1)
+
+
+def default_as_of(tables: Tables, now: dt.datetime | pd.Timestamp | None = None) -> pd.Timestamp:
     """The cutoff when none is given: the day after the last transaction, so every row is before it.
 
-    It is also where the observed data ends: a backtest needs its windows to fit before it.
+    Transactions dated after tomorrow (`future_from`) do not count, and the cutoff is never
+    later than tomorrow (`latest_as_of`): one row dated 2062 must not make the as-of 2062. It is
+    also where the observed data ends: a backtest needs its windows to fit before it.
+
+    Args:
+        tables: the loaded tables; only transactions are read.
+        now: the moment to judge "tomorrow" from; the clock when None.
+
+    Raises:
+        ValueError: no transaction is dated before the day after tomorrow.
     """
-    return to_timestamp(tables.transactions["ts"].max().normalize() + pd.Timedelta(days=1))
+    ts = tables.transactions["ts"]
+    last = ts[ts < future_from(now)].max()
+    if pd.isna(last):
+        raise ValueError("no transaction dated up to tomorrow: no default as-of")
+    day_after = last.normalize() + pd.Timedelta(days=1)
+    return to_timestamp(min(day_after, latest_as_of(now)))

@@ -15,7 +15,14 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from features.schema import KNOWN_EVENTS, TABLE_SPECS
+from features.schema import (
+    EARLIEST,
+    KNOWN_EVENTS,
+    LATEST,
+    MAX_ABS_NUMBER,
+    MAX_ID_LENGTH,
+    TABLE_SPECS,
+)
 
 Severity = Literal["error", "warning", "info"]
 
@@ -32,6 +39,12 @@ REASON_NUMBER = "unparsable number"
 REASON_NON_FINITE = "non-finite number"
 REASON_SURVEY_MISSING = "missing survey score"
 REASON_DUPLICATE_ID = "duplicate customer_id (the table holds one row per customer)"
+REASON_TIMESTAMP_RANGE = (
+    f"timestamp outside {EARLIEST.date()} to {(LATEST - pd.Timedelta(days=1)).date()}"
+)
+REASON_NUMBER_RANGE = f"number beyond +-{MAX_ABS_NUMBER:,.0f} (the contract's limit)"
+REASON_ID_LENGTH = f"customer_id longer than {MAX_ID_LENGTH} characters (the scores store's limit)"
+REASON_ID_NUL = "customer_id holds a NUL character"
 
 
 @dataclass(frozen=True)
@@ -169,11 +182,20 @@ class DataValidationError(ValueError):
 
 @dataclass
 class RawTable:
-    """One table as read, before coercion: contract columns only, CSV values as text."""
+    """One table as read, before coercion: contract columns only, CSV values as text.
+
+    Attributes:
+        path: the file read.
+        data: its contract columns.
+        first_row: the user-visible number of data row 0: 2 for CSV (after the header), else 1.
+        filled_elsewhere: for CSV, the lines with content in a column outside the contract
+            (None: none or not known); such a line is never a blank line.
+    """
 
     path: Path
     data: pa.Table
-    first_row: int  # the user-visible number of data row 0: 2 for CSV (after the header), else 1
+    first_row: int
+    filled_elsewhere: np.ndarray | None = None
 
 
 @dataclass
@@ -265,7 +287,7 @@ def report_cross_table(frames: dict[str, pd.DataFrame], report: ValidationReport
     known = pl.Series("id", transactions["customer_id"]).drop_nulls().unique()
     ids = pl.concat([pl.Series("id", column) for column in others]).drop_nulls()
     ids = ids.unique(maintain_order=True)
-    unscored = ids.filter(~ids.is_in(known)).to_list()
+    unscored = ids.filter(~ids.is_in(known.implode())).to_list()
     if len(unscored):
         sample = ", ".join(unscored[:MAX_SHOWN])
         more = ", ..." if len(unscored) > MAX_SHOWN else ""
@@ -288,6 +310,13 @@ def show_value(value: object) -> str:
     return repr(text)
 
 
+def warn_rows(
+    name: str, raw: RawTable, issues: list[RowIssue], blank: np.ndarray, report: ValidationReport
+) -> None:
+    """Report row issues as warnings, rows kept (e.g. rows dated in the future)."""
+    _problems_of(name, raw, issues, blank, report, severity="warning", quarantined=False)
+
+
 def _report_row_issues(
     name: str,
     raw: RawTable,
@@ -299,27 +328,8 @@ def _report_row_issues(
 ) -> np.ndarray:
     """Turn row issues into problems with row numbers and samples; returns the bad-row mask."""
     path = str(raw.path)
-    bad = np.zeros(len(blank), dtype=bool)
-    for issue in issues:
-        mask = issue.mask & ~blank
-        n_bad = int(mask.sum())
-        if not n_bad:
-            continue
-        bad |= mask
-        idx = np.flatnonzero(mask)[:MAX_SHOWN]
-        report.add(
-            Problem(
-                "warning" if quarantined else "error",
-                issue.reason,
-                table=name,
-                path=path,
-                column=issue.column,
-                n_rows=n_bad,
-                rows=tuple(int(i) + raw.first_row for i in idx),
-                samples=_samples(raw.data, issue.column, idx),
-                quarantined=quarantined,
-            )
-        )
+    severity: Severity = "warning" if quarantined else "error"
+    bad = _problems_of(name, raw, issues, blank, report, severity, quarantined=quarantined)
     if blank.any():
         idx = np.flatnonzero(blank)
         report.add(
@@ -333,6 +343,41 @@ def _report_row_issues(
             )
         )
     return bad
+
+
+def _problems_of(
+    name: str,
+    raw: RawTable,
+    issues: list[RowIssue],
+    blank: np.ndarray,
+    report: ValidationReport,
+    severity: Severity,
+    *,
+    quarantined: bool,
+) -> np.ndarray:
+    """One problem per row issue (blank lines left out); returns the mask of the rows hit."""
+    hit = np.zeros(len(blank), dtype=bool)
+    for issue in issues:
+        mask = issue.mask & ~blank
+        n_hit = int(mask.sum())
+        if not n_hit:
+            continue
+        hit |= mask
+        idx = np.flatnonzero(mask)[:MAX_SHOWN]
+        report.add(
+            Problem(
+                severity,
+                issue.reason,
+                table=name,
+                path=str(raw.path),
+                column=issue.column,
+                n_rows=n_hit,
+                rows=tuple(int(i) + raw.first_row for i in idx),
+                samples=_samples(raw.data, issue.column, idx),
+                quarantined=quarantined,
+            )
+        )
+    return hit
 
 
 def _warn_duplicates(

@@ -179,12 +179,29 @@ def test_columns_come_in_contract_order_and_a_bom_header_is_read(tmp_path: Path)
     assert frame["customer_id"].tolist() == ["c1"]
 
 
-def test_a_header_only_table_loads_empty_with_a_warning(tmp_path: Path) -> None:
-    result = load_tables(_folder(tmp_path, transactions="customer_id,ts,amount\n"))
+def test_a_header_only_transactions_table_is_an_error(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, transactions="customer_id,ts,amount\n\n")
 
-    assert result.tables.transactions.empty
-    assert result.tables.transactions["ts"].dtype == "datetime64[us]"
+    (problem,) = _errors(folder)
+
+    assert problem.message == "the table has no rows"
+    assert problem.path == str(folder / "transactions.csv")
+    assert not validate_folder(folder).ok  # `vafa validate` fails too, not only the load
+
+
+def test_a_header_only_optional_table_loads_empty_with_a_warning(tmp_path: Path) -> None:
+    result = load_tables(_folder(tmp_path, events="customer_id,ts,event\n"))
+
+    assert result.tables.events is not None and result.tables.events.empty
+    assert result.tables.events["ts"].dtype == "datetime64[us]"
     assert [p.message for p in result.report.warnings] == ["the table has no rows"]
+
+
+def test_transactions_all_set_aside_in_quarantine_are_an_error(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, transactions="customer_id,ts,amount\nc1,someday,1\n")
+
+    with pytest.raises(DataValidationError, match="no transaction left to score"):
+        load_tables(folder, quarantine_dir=tmp_path / "quarantine")
 
 
 def test_optional_tables_absent_are_none(tmp_path: Path) -> None:
@@ -466,6 +483,37 @@ def test_write_frame_csv_uses_iso_timestamps(tmp_path: Path) -> None:
         '"2024-05-01","2024-05-01T13:45:00.000","2024-05-01T13:45:00Z"',
         ',"2024-05-02T00:00:00.500","2024-05-01T00:00:00Z"',
     ]
+
+
+def test_write_frame_csv_escapes_text_a_spreadsheet_would_run(tmp_path: Path) -> None:
+    ids = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "\tx", "\rx", "c1", None]
+    frame = pd.DataFrame(
+        {
+            "customer_id": _str_series(ids),
+            "segment": pd.Categorical(["=a", "b", "b", "b", "b", "b", "b", "b"]),
+            "amount": [-1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],  # numbers stay numbers
+        }
+    )
+
+    write_frame(frame, tmp_path / "scores.csv")
+    write_frame(frame, tmp_path / "scores.parquet")
+
+    read = pd.read_csv(tmp_path / "scores.csv", dtype=str, keep_default_na=False)
+    expected = [f"'{v}" for v in ids[:6]] + ["c1", ""]
+    assert read["customer_id"].tolist() == expected
+    assert read["segment"].tolist()[:2] == ["'=a", "b"]
+    assert read["amount"].tolist()[0] == "-1"
+    assert pd.read_parquet(tmp_path / "scores.parquet")["customer_id"].tolist()[:3] == ids[:3]
+
+
+def test_write_tables_csv_keeps_formula_like_values_for_the_loader(tmp_path: Path) -> None:
+    tables = _sample_tables()
+    tables.transactions["order_id"] = _str_series(["=1+1", "-o2", "@o3"])
+
+    write_tables(tables, tmp_path / "out", "csv")
+
+    loaded = load_tables(tmp_path / "out").tables.transactions
+    assert loaded["order_id"].tolist() == ["=1+1", "-o2", "@o3"]
 
 
 def test_write_frame_keeps_named_index_and_leaves_input_alone(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.schema import Tables, default_as_of, to_timestamp
+from features.schema import Tables, default_as_of, latest_as_of, to_timestamp
 from tests.factories import frame, ts
 
 
@@ -63,3 +63,57 @@ def test_to_timestamp_is_naive_utc(value: object, expected: str) -> None:
 def test_to_timestamp_rejects_what_is_not_a_date(value: object) -> None:
     with pytest.raises(ValueError):
         to_timestamp(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["01/11/2026", "11/01/2026", "2026.11.01", "1 Nov 2026", "Nov 1, 2026", "20261101", "2026"],
+)
+def test_to_timestamp_refuses_text_that_is_not_iso_8601(value: str) -> None:
+    # pd.Timestamp("01/11/2026") guesses 11 January: a date is never guessed.
+    with pytest.raises(ValueError, match="ISO 8601"):
+        to_timestamp(value)
+
+
+@pytest.mark.parametrize("value", ["2300-01-01", "1850-06-01", pd.Timestamp("2262-01-01")])
+def test_to_timestamp_refuses_dates_outside_the_supported_range(value: object) -> None:
+    with pytest.raises(ValueError, match="outside the supported range"):
+        to_timestamp(value)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-12-04T21:43", "2026-12-05"),
+        ("2026-12-04T00:00", "2026-12-05"),
+        ("2026-12-05T01:00+05:00", "2026-12-05"),  # 20:00 UTC the day before
+        ("2026-12-31T23:59", "2027-01-01"),
+    ],
+)
+def test_latest_as_of_is_tomorrow_utc(now: str, expected: str) -> None:
+    assert latest_as_of(pd.Timestamp(now)) == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        # One row dated 2062 does not make the as-of 2062: the rest of the data decides.
+        (("2026-10-31T10:00", "2062-10-30"), "2026-11-01"),
+        # A row dated tomorrow is not "after tomorrow", but the as-of stops at tomorrow.
+        (("2026-10-31", "2026-12-05T08:00"), "2026-12-05"),
+        (("2026-12-04T23:00",), "2026-12-05"),
+    ],
+)
+def test_default_as_of_ignores_rows_after_tomorrow_and_stops_at_tomorrow(
+    stamps: tuple[str, ...], expected: str
+) -> None:
+    now = pd.Timestamp("2026-12-04T21:43")
+    assert default_as_of(transactions(*stamps), now=now) == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("stamps", [(), ("2062-10-30",)])
+def test_default_as_of_without_a_transaction_up_to_tomorrow_is_an_error(
+    stamps: tuple[str, ...],
+) -> None:
+    with pytest.raises(ValueError, match="no transaction"):
+        default_as_of(transactions(*stamps), now=pd.Timestamp("2026-12-04"))

@@ -8,8 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vafa.cli.options import EXIT_BAD_DATA, AsOfOption, DataOption, QuarantineOption
-from vafa.cli.steps import load, resolve_as_of, timed
+from vafa.cli.options import (
+    EXIT_BAD_DATA,
+    AllowFutureOption,
+    AsOfOption,
+    DataOption,
+    QuarantineOption,
+)
+from vafa.cli.steps import load, resolve_as_of, resolve_date, timed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +42,7 @@ def generate(
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
+    resolve_date(end, param_hint="--end")  # ISO 8601 only, as every date option
     tables = timed(
         f"generating {customers} customers", lambda: generate_tables(customers, seed=seed, end=end)
     )
@@ -59,6 +66,7 @@ def features(
     out: Annotated[Path, typer.Option("--out", help="Output file, .parquet or .csv.")],
     as_of: AsOfOption = None,
     quarantine: QuarantineOption = None,
+    allow_future_as_of: AllowFutureOption = False,
 ) -> None:
     """Write one feature row per customer as of a date (only rows before it are read)."""
     from features.build import build_features
@@ -67,7 +75,7 @@ def features(
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter("must end in .parquet or .csv", param_hint="--out")
     tables = load(data, quarantine).tables
-    cutoff = resolve_as_of(tables, as_of)
+    cutoff = resolve_as_of(tables, as_of, allow_future=allow_future_as_of)
     frame = timed(
         f"building features as of {cutoff.date()}", lambda: build_features(tables, cutoff)
     )

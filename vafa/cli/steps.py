@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from features.io import LoadResult
     from features.schema import Tables
+    from features.validation import ValidationReport
 
 log = logging.getLogger("vafa")
 
@@ -63,17 +64,62 @@ def load(data: Path, quarantine: Path | None = None) -> LoadResult:
     return result
 
 
-def resolve_as_of(tables: Tables, as_of: str | None) -> pd.Timestamp:
-    """The given date, else the day after the last transaction (so every row is before it)."""
-    from features.schema import default_as_of
+def input_counts(report: ValidationReport) -> dict[str, dict[str, int]]:
+    """The rows read and the rows set aside in quarantine per table, for a run's summary."""
+    return {
+        "input_rows": dict(report.row_counts),
+        "quarantined_rows": {name: report.quarantined.get(name, 0) for name in report.row_counts},
+    }
+
+
+def resolve_as_of(tables: Tables, as_of: str | None, *, allow_future: bool = False) -> pd.Timestamp:
+    """The cutoff a command works as of, checked: a data error if nobody is left to score.
+
+    Args:
+        tables: the loaded tables.
+        as_of: the `--as-of` text (ISO 8601); None for the default, the day after the last
+            transaction (rows dated after tomorrow do not count, see `default_as_of`).
+        allow_future: accept an `--as-of` later than tomorrow (`--allow-future-as-of`).
+
+    Raises:
+        typer.BadParameter: the date is not ISO 8601, or later than tomorrow unless allowed.
+        DataValidationError: no customer has a transaction before the cutoff (exit 3).
+    """
+    from features.consistency import require_customers
+    from features.schema import default_as_of, latest_as_of
 
     if as_of is None:
-        return default_as_of(tables)
-    return resolve_date(as_of, param_hint="--as-of")
+        try:
+            cutoff = default_as_of(tables)
+        except ValueError:  # nothing dated up to tomorrow: `require_customers` says so
+            cutoff = latest_as_of()
+    else:
+        cutoff = resolve_date(as_of, param_hint="--as-of")
+        refuse_future(cutoff, allow_future)
+    require_customers(tables, cutoff)
+    return cutoff
+
+
+def refuse_future(cutoff: pd.Timestamp, allow_future: bool = False) -> None:
+    """Refuse an as-of later than tomorrow (UTC) unless forced: it would poison the store.
+
+    Raises:
+        typer.BadParameter: the cutoff is later than tomorrow and `allow_future` is False.
+    """
+    from features.schema import latest_as_of
+
+    tomorrow = latest_as_of()
+    if cutoff > tomorrow and not allow_future:
+        raise typer.BadParameter(
+            f"{cutoff.date()} is later than tomorrow ({tomorrow.date()}, UTC): scores as of a "
+            "future date stay the newest in the scores store and hide every correct night "
+            "until then; pass --allow-future-as-of if you mean it",
+            param_hint="--as-of",
+        )
 
 
 def resolve_date(value: str, param_hint: str | None = None) -> pd.Timestamp:
-    """A date option, with a clear error."""
+    """A date option: ISO 8601 only (`01/11/2026` is refused, not guessed), with a clear error."""
     from features.schema import to_timestamp
 
     try:
