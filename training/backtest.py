@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from features.build import build_features
 from features.labels import build_labels
+from features.population import active_mask
 from features.schema import Tables, default_as_of
 from training.baselines import churn_baselines, spend_baselines
-from training.metrics import churn_metrics, spend_metrics
+from training.metrics import ALL_CUSTOMERS, churn_metrics, spend_metrics
 from training.train import TrainOptions, TrainResult, train_models
 
 CHURN_ROWS = (
@@ -35,28 +39,51 @@ SPEND_ROWS = (
 
 @dataclass
 class BacktestResult:
-    """Side-by-side metrics of the model and every baseline, on the customers scored at T."""
+    """Side-by-side metrics of the model and every baseline, on the customers scored at T.
+
+    `churn` and `spend` are over the decision population (customers who bought within the
+    churn window before T, `features.population`); `churn_all` and `spend_all` over every
+    customer scored at T.
+    """
 
     churn: pd.DataFrame  # rows: metrics; columns: model, recency, bgnbd
     spend: pd.DataFrame  # rows: metrics; columns: model, last_period, bgnbd_gg
     trained: TrainResult
     n_customers: int
+    churn_all: pd.DataFrame
+    spend_all: pd.DataFrame
+    n_active: int
+    churn_window_days: int
 
     def render(self) -> str:
-        """The two tables as text."""
+        """The four tables as text: the decision population first, then every customer."""
+        active = (
+            f"{self.n_active:,} active customers of {self.n_customers:,} (bought within the "
+            f"{self.churn_window_days} days before T)"
+        )
         return (
-            f"churn ({self.n_customers:,} customers; churn = no purchase in the window after T)\n"
+            f"churn, {active}; churn = no purchase in the window after T\n"
             f"{self.churn.round(4).to_string()}\n\n"
-            f"spend over the horizon\n{self.spend.round(4).to_string()}"
+            f"spend over the horizon, {active}\n{self.spend.round(4).to_string()}\n\n"
+            f"churn, all {self.n_customers:,} customers (long-gone ones included)\n"
+            f"{self.churn_all.round(4).to_string()}\n\n"
+            f"spend over the horizon, all {self.n_customers:,} customers\n"
+            f"{self.spend_all.round(4).to_string()}"
         )
 
     def flat_metrics(self) -> dict[str, float]:
-        """`backtest_<target>_<model>_<metric>` for MLflow."""
+        """`backtest_<target>_<model>_<metric>` (decision population) and `..._all`, for MLflow."""
         out: dict[str, float] = {}
-        for target, table in (("churn", self.churn), ("spend", self.spend)):
+        tables = (
+            ("churn", "", self.churn),
+            ("spend", "", self.spend),
+            ("churn", ALL_CUSTOMERS, self.churn_all),
+            ("spend", ALL_CUSTOMERS, self.spend_all),
+        )
+        for target, suffix, table in tables:
             for model in table.columns:
                 for metric, value in table[model].items():
-                    out[f"backtest_{target}_{model}_{metric}"] = float(value)
+                    out[f"backtest_{target}_{model}_{metric}{suffix}"] = float(value)
         return out
 
 
@@ -92,20 +119,43 @@ def backtest(
     )
     spend_preds = {"model": predictions["predicted_spend"].to_numpy()}
     spend_preds |= spend_baselines(past, scored, as_of, options.horizon_days)
-    churn = pd.DataFrame(
-        {
-            name: {k: v for k, v in churn_metrics(scored["churned"], p).items() if k in CHURN_ROWS}
-            for name, p in churn_preds.items()
-        }
+    everyone = np.ones(len(scored), dtype=bool)
+    active = active_mask(scored, options.churn_window_days)
+    churn, churn_all = (
+        _table(churn_metrics, scored["churned"], churn_preds, rows, CHURN_ROWS)
+        for rows in (active, everyone)
     )
-    spend = pd.DataFrame(
-        {
-            name: {
-                k: v for k, v in spend_metrics(scored["future_spend"], p).items() if k in SPEND_ROWS
-            }
-            for name, p in spend_preds.items()
-        }
+    spend, spend_all = (
+        _table(spend_metrics, scored["future_spend"], spend_preds, rows, SPEND_ROWS)
+        for rows in (active, everyone)
     )
     return BacktestResult(
-        churn.loc[list(CHURN_ROWS)], spend.loc[list(SPEND_ROWS)], trained, len(scored)
+        churn=churn,
+        spend=spend,
+        trained=trained,
+        n_customers=len(scored),
+        churn_all=churn_all,
+        spend_all=spend_all,
+        n_active=int(active.sum()),
+        churn_window_days=options.churn_window_days,
     )
+
+
+def _table(
+    metrics_of: Callable[[ArrayLike, ArrayLike], dict[str, float]],
+    actual: pd.Series,
+    predictions: dict[str, np.ndarray],
+    rows: np.ndarray,
+    shown: tuple[str, ...],
+) -> pd.DataFrame:
+    """Rows: metrics; columns: the model and each baseline; over `rows` (NaN when none)."""
+    y = actual.to_numpy(dtype=float)[rows]
+    columns = {
+        name: (
+            metrics_of(y, np.asarray(pred, dtype=float)[rows])
+            if rows.any()
+            else dict.fromkeys(shown, np.nan)
+        )
+        for name, pred in predictions.items()
+    }
+    return pd.DataFrame({name: {k: m[k] for k in shown} for name, m in columns.items()})

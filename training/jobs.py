@@ -14,6 +14,7 @@ from features.schema import Tables
 from training.backtest import BacktestResult, backtest
 from training.datasets import data_fingerprint
 from training.plots import write_plots
+from training.promotion import ActionsOf
 from training.registry import Registered, configure_tracking, log_training_run, optuna_storage
 from training.train import TrainOptions, TrainResult, train_models
 
@@ -33,8 +34,12 @@ def run_training(
     *,
     tracking_uri: str,
     data_dir: str,
+    actions: ActionsOf | None = None,
 ) -> TrainingRun:
     """Tune and train as of a date, log the run with its plots, register it, promote if it wins.
+
+    The MLflow run starts before the training, so its duration is the training's, and a
+    failure leaves it marked failed.
 
     Args:
         tables: the rows to learn from (the caller cuts them at `as_of`); their fingerprint
@@ -43,23 +48,28 @@ def run_training(
         options: windows, economics, tuning budget and seed.
         tracking_uri: the MLflow store; the Optuna studies are kept beside a local one.
         data_dir: the data folder, logged with the run.
+        actions: the recommended action of feature rows (a serving function the command
+            passes in), to report how actions would move against the champion.
 
     Returns:
         The training result and the registered version with its promotion decision.
     """
     configure_tracking(tracking_uri)
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
-    result = train_models(tables, as_of, options, optuna_storage(tracking_uri), f"train-{stamp}")
-    with tempfile.TemporaryDirectory() as tmp:
-        plots = write_plots(result, Path(tmp))
-        registered = log_training_run(
-            result,
-            options,
-            fingerprint=data_fingerprint(tables),
-            data_dir=data_dir,
-            plots=plots,
-            run_name=f"train-{as_of.date()}",
+    with mlflow.start_run(run_name=f"train-{as_of.date()}"):
+        result = train_models(
+            tables, as_of, options, optuna_storage(tracking_uri), f"train-{stamp}"
         )
+        with tempfile.TemporaryDirectory() as tmp:
+            plots = write_plots(result, Path(tmp))
+            registered = log_training_run(
+                result,
+                options,
+                fingerprint=data_fingerprint(tables),
+                data_dir=data_dir,
+                plots=plots,
+                actions=actions,
+            )
     return TrainingRun(result, registered)
 
 
@@ -87,8 +97,8 @@ def run_backtest(
         ValueError: the data does not reach `as_of` plus the longer window.
     """
     configure_tracking(tracking_uri)
-    result = backtest(tables, as_of, options, optuna_storage(tracking_uri))
     with mlflow.start_run(run_name=f"backtest-{as_of.date()}"):
+        result = backtest(tables, as_of, options, optuna_storage(tracking_uri))
         mlflow.log_params(
             {
                 "kind": "backtest",

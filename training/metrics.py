@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
@@ -245,4 +247,42 @@ def spend_metrics(y_true: ArrayLike, pred: ArrayLike) -> dict[str, float]:
         "decile_mape": float(ape.mean()) if len(ape) else float("nan"),
         "total_error": total_error,
         "total_abs_error": abs(total_error),
+    }
+
+
+# The suffix of a metric over every customer; without it a metric is over the decision
+# population (`features.population`: customers who bought within the churn window).
+ALL_CUSTOMERS = "_all"
+
+
+def population_metrics(
+    metrics_of: Callable[[ArrayLike, ArrayLike], dict[str, float]],
+    y_true: ArrayLike,
+    pred: ArrayLike,
+    active: ArrayLike,
+    prefix: str,
+) -> dict[str, float]:
+    """Metrics over the decision population, with the all-customer figures beside them.
+
+    Args:
+        metrics_of: `churn_metrics` or `spend_metrics`.
+        y_true: observed outcomes of every row.
+        pred: predictions of every row.
+        active: whether each row is in the decision population.
+        prefix: the metric names' prefix, e.g. `churn_model`.
+
+    Returns:
+        `<prefix>_<metric>` over the active rows (NaN when there are none) and
+        `<prefix>_<metric>_all` over every row.
+    """
+    y, prediction = _pair(y_true, pred)
+    mask = np.asarray(active, dtype=bool).ravel()
+    if mask.shape != y.shape:
+        raise ValueError(f"the population mask has {mask.size} values for {y.size} rows")
+    everyone = metrics_of(y, prediction)
+    among_active = (
+        metrics_of(y[mask], prediction[mask]) if mask.any() else dict.fromkeys(everyone, np.nan)
+    )
+    return {f"{prefix}_{k}": float(v) for k, v in among_active.items()} | {
+        f"{prefix}_{k}{ALL_CUSTOMERS}": float(v) for k, v in everyone.items()
     }

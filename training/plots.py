@@ -21,9 +21,15 @@ SHAP_SAMPLE = 5000
 
 
 def write_plots(result: TrainResult, folder: Path) -> dict[str, Path]:
-    """Calibration curve, decile/lift chart, feature importance and SHAP summary; returns paths."""
+    """Calibration curve, decile/lift chart, feature importance and SHAP summary; returns paths.
+
+    Calibration and deciles are drawn over the decision population (customers who bought within
+    the churn window), whose figures the run reports; every customer when it is empty.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    churn, spend = result.valid_predictions["churn"], result.valid_predictions["spend"]
+    churn, spend = (
+        _decision_population(result.valid_predictions[name]) for name in ("churn", "spend")
+    )
     bundle = result.bundle
     # TreeSHAP costs thousands of rows a second: a seeded sample shows the same summary.
     sample = result.data.churn_valid.sample(
@@ -46,6 +52,13 @@ def write_plots(result: TrainResult, folder: Path) -> dict[str, Path]:
     }
 
 
+def _decision_population(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of active customers, when the predictions say which and there are any."""
+    if "active" not in predictions or not predictions["active"].any():
+        return predictions
+    return predictions[predictions["active"].to_numpy(dtype=bool)]
+
+
 def _calibration(churn: pd.DataFrame, path: Path) -> Path:
     table = calibration_table(churn["y"], churn["p"])
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -54,7 +67,7 @@ def _calibration(churn: pd.DataFrame, path: Path) -> Path:
     ax.set(
         xlabel="predicted churn probability",
         ylabel="observed churn rate",
-        title="Churn calibration (out of time)",
+        title="Churn calibration (out of time, active customers)",
     )
     ax.legend()
     return _save(fig, path)
@@ -66,7 +79,11 @@ def _deciles(y: pd.Series, pred: pd.Series, what: str, path: Path) -> Path:
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["pred_mean"], width=0.4, label="predicted")
     ax.bar(x + 0.2, table["actual_mean"], width=0.4, label="actual")
-    ax.set(xlabel="decile by prediction (1 = highest)", ylabel=what, title=f"{what} by decile")
+    ax.set(
+        xlabel="decile by prediction (1 = highest)",
+        ylabel=what,
+        title=f"{what} by decile (active customers)",
+    )
     ax.set_xticks(x, [str(d) for d in table["decile"]])
     ax.legend()
     return _save(fig, path)

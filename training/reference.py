@@ -62,7 +62,7 @@ class Histogram:
         """How many of `values` fall in each bin (missing last); add them up across chunks."""
         if self.levels is not None:
             text = values.astype("str").where(values.notna())
-            codes = pd.Categorical(text, categories=self.levels).codes.astype(np.int64)
+            codes = pd.Index(self.levels).get_indexer(text).astype(np.int64)  # -1: other
             bins = np.where(codes >= 0, codes, len(self.levels))
             bins[text.isna().to_numpy()] = len(self.levels) + 1
             return np.bincount(bins, minlength=len(self.levels) + 2)

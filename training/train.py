@@ -16,11 +16,13 @@ import pandas as pd
 from optuna_integration import LightGBMPruningCallback
 
 from features.build import build_features
+from features.population import active_mask
 from features.schema import Tables
 from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baselines
 from training.datasets import FeatureSpec, TrainingData, build_training_data
-from training.metrics import churn_metrics, spend_metrics
+from training.metrics import churn_metrics, population_metrics, spend_metrics
 from training.model import Calibrator, ModelBundle, SpendModel, discount_factor, predict
+from training.progress import TrialProgress
 from training.reference import fit_reference
 from training.thresholds import SegmentThresholds, reference_population
 
@@ -49,7 +51,13 @@ class TrainOptions:
 
 @dataclass
 class TrainResult:
-    """A trained bundle with everything the run log needs."""
+    """A trained bundle with everything the run log needs.
+
+    Metrics named `<target>_<model>_<metric>` are over the decision population of each
+    validation snapshot (`features.population`), `..._all` over every customer.
+    `valid_predictions` hold every validation row with an `active` column. `tables` are the
+    rows trained from (before `as_of`): promotion builds the champion's own features from them.
+    """
 
     bundle: ModelBundle
     data: TrainingData
@@ -58,6 +66,8 @@ class TrainResult:
     studies: dict[str, optuna.Study]
     valid_predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    tables: Tables | None = None
+    as_of: pd.Timestamp | None = None
 
 
 MAX_DEPTH = 6  # see suggest_params
@@ -155,7 +165,11 @@ def tune(
     options: TrainOptions,
     storage: str | None = None,
 ) -> optuna.Study:
-    """A seeded TPE search with median pruning; the study is kept in `storage` when given."""
+    """A seeded TPE search with median pruning; the study is kept in `storage` when given.
+
+    Each finished trial is reported (`training.progress`): a bar on a terminal, a log line
+    otherwise.
+    """
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -164,19 +178,24 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
         load_if_exists=False,
     )
-    study.optimize(
-        partial(
-            _objective,
-            objective=objective,
-            train=train,
-            valid=valid,
-            seed=options.seed,
-            num_threads=options.num_threads,
-        ),
-        n_trials=options.trials,
-        timeout=options.timeout_seconds,
-        gc_after_trial=True,
-    )
+    progress = TrialProgress(f"{name.rsplit('-', 1)[-1]} model", options.trials)
+    try:
+        study.optimize(
+            partial(
+                _objective,
+                objective=objective,
+                train=train,
+                valid=valid,
+                seed=options.seed,
+                num_threads=options.num_threads,
+            ),
+            n_trials=options.trials,
+            timeout=options.timeout_seconds,
+            gc_after_trial=True,
+            callbacks=[progress],
+        )
+    finally:
+        progress.close()
     return study
 
 
@@ -229,6 +248,17 @@ def train_models(
     timings["features_seconds"] = time.perf_counter() - started
     log.info("training sets: %s", data.row_counts())
     spec = data.spec
+    churn_active = active_mask(data.churn_valid, options.churn_window_days)
+    spend_active = active_mask(data.spend_valid, options.churn_window_days)
+    log.info(
+        "decision population (bought within %d days): %d of %d churn and %d of %d spend "
+        "validation customers",
+        options.churn_window_days,
+        churn_active.sum(),
+        len(churn_active),
+        spend_active.sum(),
+        len(spend_active),
+    )
 
     started = time.perf_counter()
     churn_train, churn_valid = (
@@ -262,7 +292,7 @@ def train_models(
         f"{study_prefix}-spend", "tweedie", spend_train, spend_valid, options, storage
     )
     spend_model, spend_pred, spend_comparison = _fit_spend(
-        spend_study.best_params, data, spec, spend_train, spend_valid, options
+        spend_study.best_params, data, spec, spend_train, spend_valid, options, spend_active
     )
     timings["spend_seconds"] = time.perf_counter() - started
 
@@ -291,11 +321,17 @@ def train_models(
     bundle.reference = _reference(bundle, tables, as_of)
     timings["reference_seconds"] = time.perf_counter() - started
 
-    metrics = {f"churn_model_{k}": v for k, v in churn_metrics(churn_valid[1], churn_p).items()}
-    metrics |= {f"spend_model_{k}": v for k, v in spend_metrics(spend_valid[1], spend_pred).items()}
+    metrics = population_metrics(
+        churn_metrics, churn_valid[1], churn_p, churn_active, "churn_model"
+    )
+    metrics |= population_metrics(
+        spend_metrics, spend_valid[1], spend_pred, spend_active, "spend_model"
+    )
     metrics |= spend_comparison
-    metrics |= _baselines(tables, data, options)
+    metrics |= _baselines(tables, data, options, churn_active, spend_active)
     metrics["churn_best_iteration"] = float(churn.best_iteration)
+    metrics["rows_churn_valid_active"] = float(churn_active.sum())
+    metrics["rows_spend_valid_active"] = float(spend_active.sum())
     return TrainResult(
         bundle=bundle,
         data=data,
@@ -303,10 +339,14 @@ def train_models(
         params={"churn": churn_study.best_params, "spend": spend_study.best_params},
         studies={"churn": churn_study, "spend": spend_study},
         valid_predictions={
-            "churn": pd.DataFrame({"y": churn_valid[1], "p": churn_p}),
-            "spend": pd.DataFrame({"y": spend_valid[1], "pred": spend_pred}),
+            "churn": pd.DataFrame({"y": churn_valid[1], "p": churn_p, "active": churn_active}),
+            "spend": pd.DataFrame(
+                {"y": spend_valid[1], "pred": spend_pred, "active": spend_active}
+            ),
         },
         timings=timings,
+        tables=tables,
+        as_of=as_of,
     )
 
 
@@ -328,8 +368,13 @@ def _fit_spend(
     train: tuple[pd.DataFrame, np.ndarray],
     valid: tuple[pd.DataFrame, np.ndarray],
     options: TrainOptions,
+    active: np.ndarray,
 ) -> tuple[SpendModel, np.ndarray, dict[str, float]]:
-    """Fit the Tweedie and the hurdle spend models; keep the one ranking better out of time."""
+    """Fit the Tweedie and the hurdle spend models; keep the one ranking better out of time.
+
+    "Better" is judged on the decision population (`active`), the customers acted on; on
+    every customer when it is empty.
+    """
     fit = partial(fit_booster, seed=options.seed, num_threads=options.num_threads)
     tweedie = {"spend": fit(params, "tweedie", train, valid)}
     tree_params = {k: v for k, v in params.items() if k != "tweedie_variance_power"}
@@ -357,7 +402,8 @@ def _fit_spend(
         raw = placeholder.raw(valid[0])
         model = SpendModel(kind, boosters, Calibrator.fit(raw, valid[1], bounds=(0.0, np.inf)))
         pred = crossfit(raw, valid[1], keys, (0.0, np.inf))
-        results[kind] = (model, pred, spend_metrics(valid[1], pred))
+        judged = active if active.any() else np.ones_like(active, dtype=bool)
+        results[kind] = (model, pred, spend_metrics(valid[1][judged], pred[judged]))
     comparison = {
         f"spend_{kind}_{k}": v
         for kind, r in results.items()
@@ -390,18 +436,24 @@ def _overall_margin_rate(tables: Tables, as_of: pd.Timestamp, configured: float)
     return float(past["margin"].sum()) / revenue if revenue > 0 else configured
 
 
-def _baselines(tables: Tables, data: TrainingData, options: TrainOptions) -> dict[str, float]:
-    """Every baseline's metrics on the same validation snapshots as the models."""
+def _baselines(
+    tables: Tables,
+    data: TrainingData,
+    options: TrainOptions,
+    churn_active: np.ndarray,
+    spend_active: np.ndarray,
+) -> dict[str, float]:
+    """Every baseline's metrics on the same validation rows and populations as the models."""
     out: dict[str, float] = {}
     churn = churn_baselines(
         tables, data.churn_train, data.churn_valid, data.churn_plan.valid, options.churn_window_days
     )
     for name, p in churn.items():
-        out |= {
-            f"churn_{name}_{k}": v for k, v in churn_metrics(data.churn_valid["churned"], p).items()
-        }
+        out |= population_metrics(
+            churn_metrics, data.churn_valid["churned"], p, churn_active, f"churn_{name}"
+        )
     spend = spend_baselines(tables, data.spend_valid, data.spend_plan.valid, options.horizon_days)
     for name, pred in spend.items():
         actual = data.spend_valid["future_spend"]
-        out |= {f"spend_{name}_{k}": v for k, v in spend_metrics(actual, pred).items()}
+        out |= population_metrics(spend_metrics, actual, pred, spend_active, f"spend_{name}")
     return out

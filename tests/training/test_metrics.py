@@ -254,3 +254,19 @@ def test_inputs_are_not_mutated():
     decile_table(y, pred)
     pd.testing.assert_series_equal(y, before[0])
     pd.testing.assert_series_equal(pred, before[1])
+
+
+def test_population_metrics_name_the_decision_population_and_everyone() -> None:
+    from training.metrics import population_metrics
+
+    y = np.array([1, 1, 1, 1, 0, 1, 0, 0])
+    p = np.array([0.9, 0.9, 0.9, 0.9, 0.2, 0.6, 0.4, 0.7])
+    active = np.array([False] * 4 + [True] * 4)
+    out = population_metrics(churn_metrics, y, p, active, "churn_model")
+    assert out["churn_model_base_rate"] == 0.25 and out["churn_model_base_rate_all"] == 0.625
+    assert out["churn_model_roc_auc"] == churn_metrics(y[active], p[active])["roc_auc"]
+    assert out["churn_model_roc_auc_all"] == churn_metrics(y, p)["roc_auc"]
+    nobody = population_metrics(spend_metrics, y, p, np.zeros(8, bool), "spend_model")
+    assert math.isnan(nobody["spend_model_mae"]) and nobody["spend_model_mae_all"] > 0
+    with pytest.raises(ValueError, match="mask"):
+        population_metrics(churn_metrics, y, p, active[:3], "x")

@@ -12,7 +12,7 @@ from pandas.testing import assert_frame_equal
 
 from features.build import build_features
 from features.schema import Tables
-from features.synthetic import generate_tables
+from tests.training.factories import AS_OF, OPTIONS
 from training.datasets import HistoryTooShortError, build_training_data, plan_cutoffs
 from training.registry import (
     CHALLENGER,
@@ -22,20 +22,7 @@ from training.registry import (
     load_bundle,
     log_training_run,
 )
-from training.train import MAX_DEPTH, TrainOptions, TrainResult, suggest_params, train_models
-
-AS_OF = pd.Timestamp("2026-11-01")
-OPTIONS = TrainOptions(trials=2, seed=3, n_snapshots=3, spacing_days=45)
-
-
-@pytest.fixture(scope="module")
-def tables() -> Tables:
-    return generate_tables(1500, seed=11)
-
-
-@pytest.fixture(scope="module")
-def trained(tables: Tables) -> TrainResult:
-    return train_models(tables, AS_OF, OPTIONS)
+from training.train import MAX_DEPTH, TrainResult, suggest_params, train_models
 
 
 def test_validation_is_strictly_later_than_training(trained: TrainResult) -> None:
@@ -218,6 +205,7 @@ def test_registry_promotes_by_the_stated_rule(trained: TrainResult, tmp_path, mo
     assert np.isfinite(run.data.metrics["churn_recency_roc_auc"])
 
 
+@pytest.mark.slow
 def test_tracking_against_a_real_mlflow_server(trained: TrainResult, tmp_path) -> None:
     """The team-server path: runs, registry and aliases over HTTP, not only the embedded store."""
     import socket
@@ -287,3 +275,32 @@ def test_bundle_carries_the_reference_of_its_population(
     from training.model import ModelBundle
 
     assert ModelBundle.load(trained.bundle.save(tmp_path / "b")).reference == reference
+
+
+def test_metrics_are_over_the_decision_population_with_all_customers_beside(
+    trained: TrainResult,
+) -> None:
+    from training.metrics import churn_metrics, spend_metrics
+
+    m = trained.metrics
+    for target, frame, metrics_of, prediction in (
+        ("churn", trained.data.churn_valid, churn_metrics, "p"),
+        ("spend", trained.data.spend_valid, spend_metrics, "pred"),
+    ):
+        rows = trained.valid_predictions[target]
+        active = rows["active"].to_numpy()
+        # The documented rule (features.population): bought within the churn window.
+        assert (active == (frame["recency_days"] <= 90).to_numpy()).all()
+        assert 0 < active.sum() < len(active)
+        among_active = metrics_of(rows["y"][active], rows[prediction][active])
+        everyone = metrics_of(rows["y"], rows[prediction])
+        for name, value in among_active.items():
+            assert m[f"{target}_model_{name}"] == pytest.approx(value, nan_ok=True)
+            assert m[f"{target}_model_{name}_all"] == pytest.approx(everyone[name], nan_ok=True)
+        assert m[f"rows_{target}_valid_active"] == active.sum()
+    # Customers gone long ago are most of the validation set and flatter every figure.
+    assert m["churn_model_base_rate_all"] > m["churn_model_base_rate"] + 0.2
+    assert m["churn_model_roc_auc_all"] > m["churn_model_roc_auc"]
+    for baseline in ("churn_recency_roc_auc", "churn_bgnbd_brier", "spend_last_period_mae"):
+        assert np.isfinite(m[baseline]) and np.isfinite(m[f"{baseline}_all"])
+        assert m[baseline] != m[f"{baseline}_all"]

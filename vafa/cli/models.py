@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vafa.cli.options import (
+    AllowFutureOption,
     AsOfOption,
     BtydOption,
     ChurnWindowOption,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.schema import Tables
+    from training.jobs import TrainingRun
+    from training.model import ModelBundle
     from training.train import TrainOptions
 
 
@@ -63,9 +66,17 @@ def train_options(
 
 
 def train_and_register(
-    data: Path, tables: Tables, cutoff: pd.Timestamp, options: TrainOptions
-) -> str:
-    """Train, log and register; prints the decision and the key figures. Returns the version."""
+    data: Path,
+    tables: Tables,
+    cutoff: pd.Timestamp,
+    options: TrainOptions,
+    tracking_uri: str | None = None,
+) -> TrainingRun:
+    """Train, log and register; prints the decision and the key figures.
+
+    Returns the trained bundle and its registered version, in `tracking_uri` (default: the
+    settings' registry).
+    """
     from training.jobs import run_training
 
     quiet_optuna()
@@ -75,22 +86,79 @@ def train_and_register(
             tables,
             cutoff,
             options,
-            tracking_uri=Settings.from_env().tracking_uri,
+            tracking_uri=tracking_uri or Settings.from_env().tracking_uri,
             data_dir=str(data),
+            actions=recommended_actions,
         ),
     )
-    registered, m = trained.registered, trained.result.metrics
+    registered = trained.registered
     typer.echo(
-        f"model version {registered.version} (run {registered.run_id}): {registered.decision}\n"
-        f"validation out of time: churn ROC-AUC {m['churn_model_roc_auc']:.3f} (recency "
-        f"{m['churn_recency_roc_auc']:.3f}, BG/NBD {m['churn_bgnbd_roc_auc']:.3f}), "
-        f"Brier {m['churn_model_brier']:.4f}; spend normalized Gini "
-        f"{m['spend_model_normalized_gini']:.3f} (last period "
-        f"{m['spend_last_period_normalized_gini']:.3f}, BG/NBD+GG "
-        f"{m['spend_bgnbd_gg_normalized_gini']:.3f}), "
-        f"total error {m['spend_model_total_error']:+.1%}"
+        f"model version {registered.version} (run {registered.run_id}): {registered.decision}"
     )
-    return registered.version
+    if registered.shift:
+        typer.echo(registered.shift)
+    figures = trained.result.metrics | trained.result.data.row_counts()
+    typer.echo(validation_table(figures, options.churn_window_days))
+    return trained
+
+
+# Rows of `vafa train`'s validation table: (label, metric name, format).
+VALIDATION_ROWS = (
+    ("churn ROC-AUC", "churn_model_roc_auc", "{:.3f}"),
+    ("  recency baseline", "churn_recency_roc_auc", "{:.3f}"),
+    ("  BG/NBD baseline", "churn_bgnbd_roc_auc", "{:.3f}"),
+    ("churn Brier", "churn_model_brier", "{:.4f}"),
+    ("churn top-decile lift", "churn_model_top_decile_lift", "{:.2f}"),
+    ("  recency baseline", "churn_recency_top_decile_lift", "{:.2f}"),
+    ("observed churn rate", "churn_model_base_rate", "{:.1%}"),
+    ("spend normalized Gini", "spend_model_normalized_gini", "{:.3f}"),
+    ("  last-period baseline", "spend_last_period_normalized_gini", "{:.3f}"),
+    ("  BG/NBD+GG baseline", "spend_bgnbd_gg_normalized_gini", "{:.3f}"),
+    ("spend total error", "spend_model_total_error", "{:+.1%}"),
+)
+
+
+ROW_COUNTS = (
+    "rows_churn_valid_active",
+    "rows_churn_valid",
+    "rows_spend_valid_active",
+    "rows_spend_valid",
+)
+
+
+def validation_table(metrics: dict[str, float], churn_window_days: int) -> str:
+    """The out-of-time figures on the decision population, the all-customer ones beside them."""
+    import pandas as pd
+
+    from training.metrics import ALL_CUSTOMERS
+
+    counts = {name: int(metrics.get(name, 0)) for name in ROW_COUNTS}
+    table = pd.DataFrame(
+        {
+            heading: [
+                fmt.format(metrics.get(name + suffix, float("nan")))
+                for _, name, fmt in VALIDATION_ROWS
+            ]
+            for heading, suffix in (("active", ""), ("all", ALL_CUSTOMERS))
+        },
+        index=[label for label, _, _ in VALIDATION_ROWS],
+    )
+    return (
+        f"validation out of time, on the active customers (bought within the {churn_window_days}"
+        f" days before the validation date: {counts['rows_churn_valid_active']:,} of "
+        f"{counts['rows_churn_valid']:,} for churn, {counts['rows_spend_valid_active']:,} of "
+        f"{counts['rows_spend_valid']:,} for spend) and on all customers:\n{table.to_string()}"
+    )
+
+
+def recommended_actions(
+    bundle: ModelBundle, features: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.Series:
+    """The policy's action for each feature row under a bundle (to compare two models)."""
+    from serving.scoring.scorer import Scorer
+
+    scores = Scorer(bundle, "compared").score(features, as_of, reasons="none")
+    return scores["recommended_action"]
 
 
 def train(
@@ -105,6 +173,7 @@ def train(
     seed: SeedOption = 42,
     btyd_features: BtydOption = False,
     quarantine: QuarantineOption = None,
+    allow_future_as_of: AllowFutureOption = False,
 ) -> None:
     """Tune, train and register the churn and spend models using only data before the date."""
     options = train_options(
@@ -118,7 +187,7 @@ def train(
         btyd_features,
     )
     tables = load(data, quarantine).tables
-    cutoff = resolve_as_of(tables, as_of)
+    cutoff = resolve_as_of(tables, as_of, allow_future=allow_future_as_of)
     train_and_register(data, tables.before(cutoff), cutoff, options)
     echo_mlflow_hint()
 
@@ -136,6 +205,7 @@ def backtest(
     discount_rate: DiscountOption = 0.0,
     seed: SeedOption = 42,
     btyd_features: BtydOption = False,
+    allow_future_as_of: AllowFutureOption = False,
 ) -> None:
     """Train as of a past date as `train` does and compare model and baselines with reality."""
     from training.jobs import run_backtest
@@ -151,7 +221,7 @@ def backtest(
         btyd_features,
     )
     tables = load(data).tables
-    cutoff = resolve_as_of(tables, as_of)
+    cutoff = resolve_as_of(tables, as_of, allow_future=allow_future_as_of)
     uri = Settings.from_env().tracking_uri
     quiet_optuna()
     result = timed(
@@ -180,6 +250,7 @@ def profiles(
     churn_window_days: ChurnWindowOption = 90,
     top: Annotated[int, typer.Option("--top", min=1, help="Features to show.")] = 15,
     out: Annotated[Path | None, typer.Option("--out", help="Full table, .csv or .parquet.")] = None,
+    allow_future_as_of: AllowFutureOption = False,
 ) -> None:
     """What churned customers have in common that VIPs do not: standardised differences.
 
@@ -195,7 +266,7 @@ def profiles(
     from training.profiles import compare_profiles, vip_and_churned
 
     tables = load(data).tables
-    end = resolve_as_of(tables, as_of)
+    end = resolve_as_of(tables, as_of, allow_future=allow_future_as_of)
     cutoff = end - pd.Timedelta(days=churn_window_days)
     frame = build_features(tables, cutoff)
     frame = frame[frame["recency_days"] <= churn_window_days].reset_index(drop=True)
