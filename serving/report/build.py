@@ -5,7 +5,9 @@ Where each figure comes from:
 * The scores of each `as_of=YYYY-MM-DD/` run (`scores.parquet`) and its `summary.json`: customer
   equity, value at risk, the expected churn rate, actions and segments are the batch's own
   figures (`serving.runs.summarise`); a run without a summary gets them from the same
-  function, so there is one definition of each.
+  function, so there is one definition of each. Rates (churn, value at risk over equity) are
+  over the decision population (`features.population`), the all-customer figure beside them.
+* The latest run's stale-data and drift flags (`serving.runs.run_flags`) put a banner on top.
 * Behaviour and survey figures (retention, repeat purchase, NPS, CSAT, support, product
   category, purchase channel, customer type) need the customers' history. They are read from
   the score columns when the batch wrote them there, else built from the data folder
@@ -28,7 +30,7 @@ from serving.report.context import customer_context, retention_rates, with_conte
 from serving.report.figures import GROUPINGS, headline, run_figures, segment_value, vips_at_risk
 from serving.report.read import published_runs, read_changes, read_scores
 from serving.report.render import render_html
-from serving.runs import Run, read_summary
+from serving.runs import Run, read_summary, run_flags
 
 TREND_DATA_RUNS = 24
 
@@ -48,6 +50,7 @@ class Dashboard:
     data_note: str = ""
     changes: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    flags: dict[str, list[str]] = field(default_factory=dict)
 
 
 def build_dashboard(
@@ -127,6 +130,7 @@ def build_dashboard(
         market_value=market_value,
         data_note=note,
         changes=read_changes(latest),
+        flags=run_flags(summary),
     )
 
 

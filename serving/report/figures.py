@@ -60,18 +60,56 @@ def top_share(clv: pd.Series, fraction: float) -> float | None:
     return float(values[: max(1, math.ceil(fraction * len(values)))].sum() / total)
 
 
+def _share(part: float, whole: float) -> float | None:
+    return part / whole if whole > 0 else None
+
+
+def population_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The rates over the decision population, with the all-customer figures beside them.
+
+    The decision population (`features.population`: customers who bought within the churn
+    window) is what the business acts on; customers gone long ago are certain churners who
+    would swamp every rate. A run scored before the scorer marked the population has no
+    such figures (None); the all-customer ones are always there, named `..._all`.
+    """
+    figures: dict[str, float | None] = {
+        "active_customers": None,
+        "expected_churn_rate": None,
+        "expected_churn_rate_all": float(summary["mean_churn_probability"]),
+        "value_at_risk_active": None,
+        "value_at_risk_share": None,
+        "value_at_risk_share_all": _share(
+            float(summary["value_at_risk"]), float(summary["customer_equity"])
+        ),
+    }
+    population = summary.get("decision_population")
+    if population:
+        churn = population["mean_churn_probability"]
+        at_risk = float(population["value_at_risk"])
+        figures |= {
+            "active_customers": float(population["customers"]),
+            "expected_churn_rate": None if churn is None else float(churn),
+            "value_at_risk_active": at_risk,
+            "value_at_risk_share": _share(at_risk, float(population["customer_equity"])),
+        }
+    return figures
+
+
 def headline(
     frame: pd.DataFrame, summary: Mapping[str, Any], market_value: float | None = None
 ) -> dict[str, float | None]:
-    """The figures of the top cards, from the run summary and the (context-joined) scores."""
+    """The figures of the top cards, from the run summary and the (context-joined) scores.
+
+    Churn and value-at-risk rates are over the decision population (`population_figures`),
+    amounts over every customer.
+    """
     equity = float(summary["customer_equity"])
     at_risk = float(summary["value_at_risk"])
     figures: dict[str, float | None] = {
         "customers": float(summary["customers"]),
         "customer_equity": equity,
         "value_at_risk": at_risk,
-        "value_at_risk_share": at_risk / equity if equity > 0 else None,
-        "expected_churn_rate": float(summary["mean_churn_probability"]),
+        **population_figures(summary),
         "mean_clv": equity / float(summary["customers"]) if summary["customers"] else None,
         "median_clv": float(frame["clv"].median()),
         "top_10pct_share": top_share(frame["clv"], 0.10),
@@ -79,7 +117,6 @@ def headline(
         "customer_equity_share": equity_share(equity, market_value),
         "with_action": float(summary["with_action"]) if "with_action" in summary else None,
         "repeat_purchase_rate": None,
-        "active_customers": None,
         "nps": None,
         "nps_answers": None,
         "detractors_to_follow_up": None,
@@ -91,12 +128,6 @@ def headline(
         "customers_with_unresolved": None,
         "complaints_90d": None,
     }
-    if "lifecycle_stage" in frame.columns:
-        figures["active_customers"] = float(
-            (~frame["lifecycle_stage"].isin(["lapsed", "lost"]) & frame["lifecycle_stage"].notna())
-            .astype(bool)
-            .sum()
-        )
     if "n_orders" in frame.columns:
         figures["repeat_purchase_rate"] = repeat_purchase_rate(frame["n_orders"])
     if "nps_last" in frame.columns:
@@ -189,11 +220,14 @@ def run_figures(
     summary: Mapping[str, Any], extra: Mapping[str, float | None] | None = None
 ) -> dict[str, Any]:
     """The figures a run contributes to the trend."""
+    rates = population_figures(summary)
     return {
         "customers": summary["customers"],
         "customer_equity": summary["customer_equity"],
         "value_at_risk": summary["value_at_risk"],
-        "expected_churn_rate": summary["mean_churn_probability"],
+        "expected_churn_rate": rates["expected_churn_rate"],
+        "expected_churn_rate_all": rates["expected_churn_rate_all"],
+        "active_customers": rates["active_customers"],
         "with_action": summary.get("with_action"),
         **(extra or {}),
     }

@@ -8,18 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from serving.runs import Run, changes_path, find_runs
+from serving.scoring.columns import DASHBOARD_COLUMNS
 
 log = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = (
-    "customer_id",
-    "churn_probability",
-    "clv",
-    "value_at_risk",
-    "segment",
-    "recommended_action",
-    "model_version",
-)
+REQUIRED_COLUMNS = DASHBOARD_COLUMNS
 
 
 class ReportError(ValueError):

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from serving.report.cards import banner, kpis
 from serving.report.figures import FOLLOW_UP_DAYS, GROUPINGS, SURVEY_WINDOW_DAYS, recent
-from serving.report.markup import card, esc, html_table, missing, money, number, percent, svg
+from serving.report.markup import esc, html_table, missing, money, number, percent, svg
 
 if TYPE_CHECKING:
     from serving.report.build import Dashboard
@@ -46,69 +47,6 @@ GROUP_HEADERS = {
     "expected_churn_rate": "expected churn",
     "nps": "NPS",
 }
-
-
-def _kpis(d: Dashboard) -> str:
-    h = d.headline
-    window = int(d.frame["churn_window_days"].iloc[0]) if "churn_window_days" in d.frame else 90
-    horizon = int(d.frame["horizon_days"].iloc[0]) if "horizon_days" in d.frame else 365
-    active = h["active_customers"]
-    cards = [
-        card(
-            "Customer equity",
-            money(h["customer_equity"]),
-            f"sum of CLV (margin over {horizon} days) of {number(h['customers'])} customers",
-        ),
-        card(
-            "Value at risk",
-            money(h["value_at_risk"]),
-            f"{percent(h['value_at_risk_share'])} of equity: churn probability x CLV",
-            warn=True,
-        ),
-        card(
-            "Expected churn rate",
-            percent(h["expected_churn_rate"]),
-            f"mean probability of no purchase in the next {window} days",
-            warn=True,
-        ),
-        card(
-            "Retention, quarterly",
-            percent(h.get("retention_quarterly")),
-            f"monthly {percent(h.get('retention_monthly'))}; observed churn "
-            f"{percent(h.get('churn_quarterly'))} / quarter",
-        ),
-        card(
-            "Repeat purchase rate",
-            percent(h["repeat_purchase_rate"]),
-            "customers who came back for a second order",
-        ),
-        card(
-            "Lifetime value per customer",
-            money(h["mean_clv"]),
-            f"median {money(h['median_clv'])}; top 20% hold {percent(h['top_20pct_share'], 0)}",
-        ),
-        card(
-            "NPS",
-            number(h["nps"]),
-            f"{number(h['nps_answers'])} customers' latest answer, last {SURVEY_WINDOW_DAYS} days",
-        ),
-        card(
-            "CSAT",
-            percent(h["csat_satisfied"], 0),
-            f"satisfied (4-5 of 5); mean {number(h['csat_mean'], 2)}",
-        ),
-        card(
-            "Customer equity share",
-            percent(h["customer_equity_share"]),
-            "of the market's customer value" if d.market_value else "give --market-value to see it",
-        ),
-        card(
-            "Active customers",
-            number(active),
-            "not lapsed or lost" if active is not None else "no lifecycle stage in the scores",
-        ),
-    ]
-    return f'<section id="headline"><div class="kpis">{"".join(cards)}</div></section>'
 
 
 def _clv_section(d: Dashboard) -> str:
@@ -210,7 +148,14 @@ def _rows_table(rows: Iterable[tuple[str, str]]) -> str:
 def _retention_section(d: Dashboard) -> str:
     h = d.headline
     rows = [
-        ("Expected churn, next churn window (model)", percent(h["expected_churn_rate"])),
+        (
+            "Expected churn, next churn window (model), active customers",
+            percent(h["expected_churn_rate"]),
+        ),
+        (
+            "Expected churn, next churn window (model), all customers",
+            percent(h["expected_churn_rate_all"]),
+        ),
         (
             "Retention, monthly (bought last month and this month)",
             percent(h.get("retention_monthly")),
@@ -376,7 +321,8 @@ def _actions_section(d: Dashboard) -> str:
 TREND_SERIES = {
     "customer_equity": ("Customer equity", money),
     "value_at_risk": ("Value at risk", money),
-    "expected_churn_rate": ("Expected churn rate", percent),
+    "expected_churn_rate": ("Expected churn rate, active customers", percent),
+    "expected_churn_rate_all": ("Expected churn rate, all customers", percent),
     "retention_quarterly": ("Retention, quarterly", percent),
     "repeat_purchase_rate": ("Repeat purchase rate", percent),
     "nps": ("NPS", lambda value: number(value, 1)),
@@ -435,7 +381,8 @@ def render_html(d: Dashboard) -> str:
     )
     body = "".join(
         [
-            _kpis(d),
+            banner(d),
+            kpis(d),
             _clv_section(d),
             _segments_section(d),
             _retention_section(d),

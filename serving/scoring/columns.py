@@ -8,20 +8,29 @@ from features.schema import ID
 VALUE_COLUMNS = ("churn_probability", "predicted_spend", "clv", "value_at_risk")
 # `customer_type` only where the customers table has a `segment`.
 SEGMENT_COLUMNS = ("segment", "lifecycle_stage", "value_tier", "risk_tier", "customer_type")
+# What a contact needs: the action, its channel and the reason given to the agent.
+CONTACT_COLUMNS = ("recommended_action", "action_channel", "action_reason")
 ACTION_COLUMNS = (
-    "recommended_action",
-    "action_channel",
-    "action_reason",
+    *CONTACT_COLUMNS,
     "discount_eligible",
     "preferred_channel",
     "triggers",
+    "superseded_triggers",
 )
+# When the customer's next order is due, from their own rhythm: the date is never in the past;
+# a customer past it is `overdue` by `days_overdue` (see `serving.scoring.scorer`).
+NEXT_ORDER_COLUMNS = ("expected_next_order", "next_order_status", "days_overdue")
+NEXT_ORDER_STATUSES = ("due", "overdue", "unknown")
+# Whether the customer is in the decision population (`features.population`: bought within the
+# churn window): the population of the headline churn rate and of the value-at-risk rates.
+ACTIVE_COLUMN = "active_customer"
 MODEL_COLUMNS = ("model_version", "churn_window_days", "horizon_days")
 SCORE_COLUMNS = (
     ID,
     "as_of",
     *VALUE_COLUMNS,
-    "expected_next_order",
+    *NEXT_ORDER_COLUMNS,
+    ACTIVE_COLUMN,
     *SEGMENT_COLUMNS,
     *ACTION_COLUMNS,
     "reasons",
@@ -39,4 +48,16 @@ CONTRACT_COLUMNS = (
     "reasons",
     "model_version",
 )
+# What the dashboard reads of every run (older runs may lack the rest).
+DASHBOARD_COLUMNS = (
+    ID,
+    "churn_probability",
+    "clv",
+    "value_at_risk",
+    "segment",
+    "recommended_action",
+    "model_version",
+)
+# What a campaign plan reads of a run.
+CAMPAIGN_COLUMNS = (ID, "churn_probability", "clv", *CONTACT_COLUMNS, "segment")
 NO_ACTION = "no_action"

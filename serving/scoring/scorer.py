@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from features.columns import ColumnData, numbers, text_arrays
-from serving.scoring.columns import SEGMENT_COLUMNS
+from features.population import active_mask
+from serving.scoring.columns import ACTIVE_COLUMN, SEGMENT_COLUMNS
 from serving.scoring.policy.apply import recommend_columns
 from serving.scoring.policy.schema import Policy, load_policy
 from serving.scoring.reasons import ReasonModel
@@ -98,6 +99,7 @@ class Scorer:
         columns are numpy object arrays here (`score` makes them `str`).
         """
         bundle = self.bundle
+        window = int(bundle.config["churn_window_days"])
         predicted = bundle.predict_columns(features, n, self.num_threads)
         frame, matrix = predicted.model_frame, predicted.matrix
         churn, clv = predicted.churn_probability, predicted.clv
@@ -108,7 +110,8 @@ class Scorer:
             "predicted_spend": predicted.predicted_spend,
             "clv": clv,
             "value_at_risk": churn * clv,
-            "expected_next_order": _expected_next_order(features, n, as_of),
+            **_next_order(features, n, as_of),
+            ACTIVE_COLUMN: active_mask(features, window, n),
         }
         acted = self._segment_and_act(features, scores, n)
         text = np.full(n, "", dtype=object)
@@ -133,7 +136,7 @@ class Scorer:
             **acted,
             "reasons": text,
             "model_version": np.full(n, self.version, dtype=object),
-            "churn_window_days": np.full(n, int(bundle.config["churn_window_days"])),
+            "churn_window_days": np.full(n, window),
             "horizon_days": np.full(n, int(bundle.config["horizon_days"])),
         }
 
@@ -203,16 +206,37 @@ class Scorer:
         return {**kept, **actions}
 
 
-def _expected_next_order(features: ColumnData, n: int, as_of: pd.Timestamp) -> np.ndarray:
-    """Last purchase plus the customer's own mean gap: when they would normally buy again.
+def _next_order(features: ColumnData, n: int, as_of: pd.Timestamp) -> dict[str, np.ndarray]:
+    """When each customer would normally buy again: last purchase plus their own mean gap.
 
-    In numpy rather than pandas timedeltas: the same dates, a millisecond less per request.
+    A date before `as_of` is no forecast: that customer is `overdue` (no date, and the days
+    since it was due); one on or after it is `due` then (0 days overdue); without a gap (one
+    purchase day) the status is `unknown`. In numpy rather than pandas timedeltas: the same
+    dates, a millisecond less per request.
+
+    Returns:
+        The `NEXT_ORDER_COLUMNS`: `expected_next_order`, `next_order_status`, `days_overdue`.
     """
+    missing = np.datetime64("NaT", "ns")
+    status = np.full(n, "unknown", dtype=object)
     if "gap_mean_days" not in features:
-        return np.full(n, np.datetime64("NaT", "ns"))
+        return {
+            "expected_next_order": np.full(n, missing),
+            "next_order_status": status,
+            "days_overdue": np.full(n, np.nan),
+        }
     days = numbers(features, "gap_mean_days", n) - numbers(features, "recency_days", n)
     known = np.isfinite(days)
     nanoseconds = np.round(np.where(known, days, 0.0) * 86_400e9).astype(np.int64)
+    day = np.datetime64(pd.Timestamp(as_of).normalize().as_unit("ns").asm8, "D")
     start = np.datetime64(pd.Timestamp(as_of).as_unit("ns").asm8)
     due = (start + nanoseconds.astype("timedelta64[ns]")).astype("datetime64[D]")
-    return np.where(known, due.astype("datetime64[ns]"), np.datetime64("NaT", "ns"))
+    late = known & (due < day)
+    status[known] = "due"
+    status[late] = "overdue"
+    overdue_days = (day.astype(np.int64) - due.astype(np.int64)).astype(np.float64)  # both in days
+    return {
+        "expected_next_order": np.where(known & ~late, due.astype("datetime64[ns]"), missing),
+        "next_order_status": status,
+        "days_overdue": np.where(late, overdue_days, np.where(known, 0.0, np.nan)),
+    }

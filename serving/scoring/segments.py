@@ -6,19 +6,36 @@ points are quantiles, never currency amounts, so the same settings work in any c
 any market size; fit them once on the scores the model was validated on and store them with
 the model (`SegmentThresholds.to_dict`), or refit on each night's scores.
 
-Segments, first match wins:
+The segment is the value x risk grid, constrained by the lifecycle stage, so the two columns
+never contradict each other (a `vip` who is lapsing, a `hibernating` newcomer): the stage says
+where a customer is in their life with us, from behaviour; the grid says what they are worth
+and how likely they are to leave, from the models.
 
-=================  ============================================================================
-lost               lifecycle stage `lost` (see below), or low value with very high risk
-                   (churn probability above the `lost_risk_quantile` cut): not worth a
-                   personal effort any more.
-promising_new      tenure below `new_customer_days` and risk not high: a newcomer on track.
-vip                high value and low risk: the best customers; appreciate, do not disturb.
-at_risk            high or mid value and high risk: valuable customers about to leave.
-needs_attention    high value with mid risk, or mid value with mid risk: slipping.
-loyal              mid or low value with low risk: they stay, with smaller baskets.
-hibernating        low value with mid or high risk: buying little and rarely.
-=================  ============================================================================
+The grid (rows: value tier; columns: risk tier):
+
+=========  ===========  ===============  ===========
+value      low risk     mid risk         high risk
+=========  ===========  ===============  ===========
+high       vip          needs_attention  at_risk
+mid        loyal        needs_attention  at_risk
+low        loyal        hibernating      hibernating
+=========  ===========  ===============  ===========
+
+The segment per lifecycle stage (`STAGE_SEGMENTS` lists what each stage allows):
+
+=========  ===================================================================================
+lost       `lost`.
+lapsed     past the churn window: `at_risk` with mid or high value (worth winning back); with
+           low value `lost` at very high risk (above the `lost_risk_quantile` cut: not worth a
+           personal effort any more), else `hibernating`.
+lapsing    overdue against their own rhythm: `at_risk` with mid or high value and high risk,
+           `needs_attention` with mid or high value otherwise, `hibernating` with low value.
+           Never `vip` or `loyal`: those stay in rhythm.
+new        `promising_new`, or `at_risk` with mid or high value and high risk: too little
+           history to call a newcomer loyal, hibernating or lost.
+active     the grid.
+(none)     no order (e.g. only refunds): the grid, or `lost` with low value and very high risk.
+=========  ===================================================================================
 
 Lifecycle stages, from behaviour only (first match wins; missing when the customer has no
 order, e.g. only refunds):
@@ -54,7 +71,6 @@ SEGMENTS = (
     "lost",
 )
 LIFECYCLE_STAGES = ("new", "active", "lapsing", "lapsed", "lost")
-SEGMENT_COLUMNS = ("value_tier", "risk_tier", "segment", "lifecycle_stage")
 BEHAVIOUR_COLUMNS = ("tenure_days", "recency_days", "overdue_ratio")
 
 # Rows: value tier low, mid, high; columns: risk tier low, mid, high.
@@ -64,6 +80,50 @@ _GRID = (
     ("vip", "needs_attention", "at_risk"),
 )
 _GRID_CODES = np.array([[SEGMENTS.index(s) for s in row] for row in _GRID], dtype=np.int8)
+STAGE_SEGMENTS: dict[str, tuple[str, ...]] = {
+    "new": ("promising_new", "at_risk"),
+    "active": ("vip", "loyal", "needs_attention", "at_risk", "hibernating"),
+    "lapsing": ("needs_attention", "at_risk", "hibernating"),
+    "lapsed": ("at_risk", "hibernating", "lost"),
+    "lost": ("lost",),
+}
+"""The segments each lifecycle stage allows: `assign_segments` never leaves this table."""
+_SEGMENT_CODE = {name: np.int8(i) for i, name in enumerate(SEGMENTS)}
+_STAGE_CODE = {name: i for i, name in enumerate(LIFECYCLE_STAGES)}
+
+
+def _constrained_segments(
+    grid: np.ndarray,
+    value: np.ndarray,
+    risk: np.ndarray,
+    very_high_risk: np.ndarray,
+    stage: np.ndarray,
+) -> np.ndarray:
+    """Segment codes: the grid's segment, constrained by the lifecycle stage (module docstring)."""
+    code, stage_code = _SEGMENT_CODE, _STAGE_CODE
+    valuable = value > 0
+    high_risk = risk == 2
+    lapsed = np.where(
+        valuable, code["at_risk"], np.where(very_high_risk, code["lost"], code["hibernating"])
+    )
+    lapsing = np.where(
+        valuable,
+        np.where(high_risk, code["at_risk"], code["needs_attention"]),
+        code["hibernating"],
+    )
+    new = np.where(valuable & high_risk, code["at_risk"], code["promising_new"])
+    no_stage = np.where(~valuable & very_high_risk, code["lost"], grid)
+    return np.select(
+        [
+            stage == stage_code["lost"],
+            stage == stage_code["lapsed"],
+            stage == stage_code["lapsing"],
+            stage == stage_code["new"],
+            stage == stage_code["active"],
+        ],
+        [code["lost"], lapsed, lapsing, new, grid],
+        default=no_stage,
+    ).astype(np.int8)
 
 
 def _tier(values: np.ndarray, cuts: tuple[float, float]) -> np.ndarray:
@@ -152,16 +212,9 @@ def segment_columns(scored: ColumnData, thresholds: SegmentThresholds, n: int) -
     risk_score = numbers(scored, thresholds.risk_column, n)
     risk = _tier(risk_score, thresholds.risk_cuts)
     stage = lifecycle_codes(scored, thresholds, n)
-    tenure = numbers(scored, "tenure_days", n)
     with np.errstate(invalid="ignore"):
         very_high_risk = risk_score > thresholds.lost_risk
-        new = tenure < thresholds.new_customer_days
-    lost = (stage == LIFECYCLE_STAGES.index("lost")) | ((value == 0) & very_high_risk)
-    segment = np.select(
-        [lost, new & (risk < 2)],
-        [SEGMENTS.index("lost"), SEGMENTS.index("promising_new")],
-        default=_GRID_CODES[value, risk],
-    ).astype(np.int8)
+    segment = _constrained_segments(_GRID_CODES[value, risk], value, risk, very_high_risk, stage)
 
     added: dict[str, Any] = {
         "value_tier": _categorical(value, TIERS),

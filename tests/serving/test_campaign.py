@@ -17,15 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
-from serving.campaign import (
+from serving.campaign.plan import (
     BY_ACTION_COLUMNS,
     PLAN_COLUMNS,
     ActionTerms,
     CampaignPlan,
     parse_actions,
     plan_campaign,
-    write_plan,
 )
+from serving.campaign.publish import write_plan
 
 # Dyadic rates keep most hand computations exact.
 ACTIONS: dict[str, dict[str, Any]] = {

@@ -128,12 +128,16 @@ def _fire(data: ScoredColumns, policy: Policy) -> dict[str, np.ndarray]:
     return {name: TRIGGERS[name].fire(data, params) for name, params in policy.triggers.items()}
 
 
-def _trigger_text(fired: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """Comma-separated names of the triggers fired, via one bit mask per row."""
+def _trigger_mask(fired: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """One bit per trigger (in the policy's order) set where it fired, one int64 per row."""
     mask = np.zeros(n, dtype=np.int64)
-    names = list(fired)
-    for bit, name in enumerate(names):
+    for bit, name in enumerate(fired):
         mask |= fired[name].astype(np.int64) << bit
+    return mask
+
+
+def _trigger_text(mask: np.ndarray, names: list[str]) -> np.ndarray:
+    """Comma-separated names of the triggers whose bits are set, per row (empty if none)."""
     distinct, inverse = np.unique(mask, return_inverse=True)
     labels = np.array(
         [
@@ -142,7 +146,7 @@ def _trigger_text(fired: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         ],
         dtype=object,
     )
-    return labels[inverse]
+    return labels[inverse.reshape(mask.shape)]
 
 
 def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
@@ -158,8 +162,10 @@ def recommend(scored: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     Returns:
         A new frame on the index of `scored`: `customer_id`, `recommended_action` (an action
         name), `action_channel` (a channel or `none`), `action_reason` (text in the
-        customer's own numbers), `discount_eligible`, `preferred_channel` and `triggers`
-        (comma-separated names of the triggers that fired, empty if none).
+        customer's own numbers), `discount_eligible`, `preferred_channel`, `triggers`
+        (comma-separated names of the triggers that fired, empty if none) and
+        `superseded_triggers` (those of them the action does not act on, see
+        `recommend_columns`).
 
     Raises:
         ValueError: no `customer_id`, or the segment columns a trigger needs are absent.
@@ -178,11 +184,23 @@ def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, A
     get the rule's fallback (the reason then says why there is no discount) or, without one,
     the next rule. Text columns are numpy object arrays (`text_arrays` makes them a frame's
     `str`).
+
+    Every trigger that fired is acted on or listed as superseded, never dropped silently: the
+    deciding rule's `when` triggers are acted on; the others that fired (a rule above took
+    the customer, or no rule acts on them) are `superseded_triggers`, and the default's
+    reason names them ("fired but not acted on: ...").
     """
     data = ScoredColumns(scored, n)
     fired = _fire(data, policy)
     eligible = _eligible(data, policy.discount)
 
+    trigger_names = list(fired)
+    fired_mask = _trigger_mask(fired, n)
+    # Per rule (and -1, the default, last), the bits of the triggers it acts on.
+    acts_on = np.array(
+        [sum(1 << trigger_names.index(t) for t in rule.when) for rule in policy.rules] + [0],
+        dtype=np.int64,
+    )
     action_index = {name: i for i, name in enumerate(policy.actions)}
     default = action_index[policy.default.action]
     chosen = np.full(n, default, dtype=np.int16)
@@ -208,6 +226,8 @@ def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, A
         by_rule[hit] = i
         open_ &= ~hit
 
+    superseded = fired_mask & ~acts_on[by_rule]
+    superseded_text = _trigger_text(superseded, trigger_names)
     # Each row gets exactly one reason, rendered for all the rows of its rule at once.
     reason = np.empty(n, dtype=object)
     for i in range(-1, len(policy.rules)):
@@ -220,6 +240,10 @@ def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, A
         if rows.size:
             why = _why_no_discount(data, policy.discount, rows)
             reason[rows] = _render(template, data, rows) + "; no discount: " + why
+    unheeded = np.flatnonzero((by_rule == -1) & (superseded != 0))
+    if unheeded.size:
+        listed = [text.replace(",", ", ") for text in superseded_text[unheeded].tolist()]
+        reason[unheeded] += "; fired but not acted on: " + np.array(listed, dtype=object)
 
     preferred = _preferred(data, policy)
     fixed = np.array([a.channel for a in policy.actions.values()], dtype=object)
@@ -232,5 +256,6 @@ def recommend_columns(scored: ColumnData, n: int, policy: Policy) -> dict[str, A
         "action_reason": reason,
         "discount_eligible": eligible,
         "preferred_channel": preferred,
-        "triggers": _trigger_text(fired, n),
+        "triggers": _trigger_text(fired_mask, trigger_names),
+        "superseded_triggers": superseded_text,
     }

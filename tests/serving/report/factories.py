@@ -10,11 +10,16 @@ import pandas as pd
 
 from features.build import build_features
 from features.io import write_tables
+from features.population import active_mask
 from features.synthetic import generate_tables
 
 
 def scores_frame(**overrides: object) -> pd.DataFrame:
-    """Four customers with round numbers: equity 1000, value at risk 50+100+150+0 = 300."""
+    """Four customers with round numbers: equity 1000, value at risk 50+100+150+0 = 300.
+
+    The lapsed one (c) is outside the decision population: the active three hold equity 700,
+    value at risk 150 and a mean churn probability of 0.25 (0.3125 over all four).
+    """
     columns: dict[str, object] = {
         "customer_id": ["a", "b", "c", "d"],
         "as_of": pd.Timestamp("2024-06-01"),
@@ -23,6 +28,7 @@ def scores_frame(**overrides: object) -> pd.DataFrame:
         "segment": ["at_risk", "vip", "at_risk", "loyal"],
         "value_tier": ["mid", "high", "high", "mid"],
         "lifecycle_stage": ["active", "active", "lapsed", "new"],
+        "active_customer": [True, True, False, True],
         "recommended_action": ["call", "no_action", "email", "no_action"],
         "reasons": ["late", "", "no content", ""],
         "model_version": "3",
@@ -52,7 +58,8 @@ def make_runs(root: Path, customers: int = 300) -> tuple[Path, Path]:
     write_tables(tables, data)
     rng = np.random.default_rng(0)
     for as_of in ("2026-09-01", "2026-11-01"):
-        ids = build_features(tables, as_of)["customer_id"]
+        features = build_features(tables, as_of)
+        ids = features["customer_id"]
         churn = rng.uniform(0, 1, len(ids))
         clv = rng.gamma(1.0, 100.0, len(ids))
         write_run(
@@ -64,6 +71,7 @@ def make_runs(root: Path, customers: int = 300) -> tuple[Path, Path]:
                     "churn_probability": churn,
                     "clv": clv,
                     "value_at_risk": churn * clv,
+                    "active_customer": active_mask(features, 90),
                     "segment": rng.choice(["vip", "at_risk", "loyal"], len(ids)),
                     "value_tier": rng.choice(["low", "mid", "high"], len(ids)),
                     "recommended_action": rng.choice(["call", "no_action"], len(ids)),

@@ -36,7 +36,8 @@ def test_trend_over_runs_in_date_order_with_stored_summaries(tmp_path: Path) -> 
     ]
     assert trend["customer_equity"].tolist() == pytest.approx([1000.0, 1500.0, 1000.0])
     assert trend["value_at_risk"].tolist() == pytest.approx([300.0, 350.0, 1000.0])
-    assert trend["expected_churn_rate"].tolist() == pytest.approx([0.3125, 0.3125, 1.0])
+    assert trend["expected_churn_rate"].tolist() == pytest.approx([0.25, 0.25, 1.0])
+    assert trend["expected_churn_rate_all"].tolist() == pytest.approx([0.3125, 0.3125, 1.0])
     assert dashboard.run.as_of == pd.Timestamp("2024-08-01")
     assert dashboard.summary["note"] == "kept"
     assert dashboard.headline["value_at_risk"] == pytest.approx(1000.0)
@@ -114,3 +115,15 @@ def test_data_figures_only_for_the_latest_runs(
     trend = build_dashboard(scores_dir, data).trend
     assert trend["retention_quarterly"].isna().tolist() == [True, False]
     assert trend["customer_equity"].notna().all()
+
+
+def test_report_command_warns_of_a_flagged_run(tmp_path: Path) -> None:
+    from vafa.cli.app import app
+
+    scores = scores_frame()
+    flagged = {**summarise(scores, {}), "freshness": {"flags": ["events: table missing"]}}
+    write_run(tmp_path, "2024-06-01", scores, flagged)
+    result = CliRunner().invoke(app, ["report", "--scores", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: the latest run is flagged for stale: events: table missing" in result.output
+    assert 'id="flags"' in (tmp_path / "report.html").read_text()

@@ -27,15 +27,43 @@ def test_headline_equity_is_the_sum_of_clv_and_value_at_risk_the_sum_of_risk_x_c
     assert figures["customers"] == 4
     assert figures["customer_equity"] == pytest.approx(1000.0)
     assert figures["value_at_risk"] == pytest.approx(300.0)
-    assert figures["value_at_risk_share"] == pytest.approx(0.3)
-    assert figures["expected_churn_rate"] == pytest.approx(1.25 / 4)
+    assert figures["value_at_risk_share_all"] == pytest.approx(0.3)
     assert figures["mean_clv"] == pytest.approx(250.0)
     assert figures["median_clv"] == pytest.approx(250.0)
     assert figures["customer_equity_share"] == pytest.approx(0.25)
-    assert figures["active_customers"] == 3  # the lapsed one is not active
     assert figures["with_action"] == 2
     assert figures["nps"] is None and figures["repeat_purchase_rate"] is None
     assert_frame_equal(scores, before)
+
+
+def test_headline_rates_are_over_the_decision_population_with_everyone_beside() -> None:
+    """The lapsed customer (c) counts in the amounts, not in the churn and value-at-risk rates."""
+    scores = scores_frame()
+    summary = summarise(scores, {})
+    assert summary["decision_population"] == {
+        "rule": "bought within the churn window before the date",
+        "customers": 3,
+        "mean_churn_probability": pytest.approx(0.25),
+        "customer_equity": pytest.approx(700.0),
+        "value_at_risk": pytest.approx(150.0),
+    }
+    figures = headline(scores, summary)
+    assert figures["active_customers"] == 3
+    assert figures["expected_churn_rate"] == pytest.approx(0.75 / 3)
+    assert figures["expected_churn_rate_all"] == pytest.approx(1.25 / 4)
+    assert figures["value_at_risk_active"] == pytest.approx(150.0)
+    assert figures["value_at_risk_share"] == pytest.approx(150.0 / 700.0)
+    assert figures["value_at_risk_share_all"] == pytest.approx(0.3)
+    assert figures["value_at_risk"] == pytest.approx(300.0)  # an amount: every customer
+
+
+def test_scores_without_the_population_mark_have_no_active_rates() -> None:
+    scores = scores_frame().drop(columns=["active_customer"])
+    summary = summarise(scores, {})
+    assert summary["decision_population"] is None
+    figures = headline(scores, summary)
+    assert figures["expected_churn_rate"] is None and figures["active_customers"] is None
+    assert figures["expected_churn_rate_all"] == pytest.approx(1.25 / 4)
 
 
 def test_headline_survey_and_support_figures() -> None:

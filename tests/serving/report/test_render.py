@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -56,3 +57,54 @@ def test_customer_text_is_escaped(tmp_path: Path) -> None:
     page = render_html(build_dashboard(tmp_path, top=10))
     assert "&lt;b&gt;late&lt;/b&gt;" in page and "&lt;a&gt;" in page
     assert "<b>late</b>" not in page
+
+
+def _card(page: str, label: str) -> str:
+    """The text of the headline card with this label."""
+    start = page.index(f'<div class="label">{label}</div>')
+    return html.unescape(
+        re.sub(r"<[^>]+>", " ", page[start : page.index('<div class="kpi', start)])
+    )
+
+
+def test_the_headline_churn_is_the_active_customers_with_everyone_named_beside(
+    tmp_path: Path,
+) -> None:
+    scores = scores_frame()
+    write_run(tmp_path, "2024-06-01", scores, summarise(scores, {}))
+    page = render_html(build_dashboard(tmp_path))
+    churn = _card(page, "Expected churn rate")
+    assert " 25.0% " in churn  # a, b and d: (0.5 + 0.25 + 0) / 3
+    assert "3 active customers" in churn
+    assert "all 4 customers, lapsed and lost included: 31.2%" in churn
+    at_risk = _card(page, "Value at risk")
+    assert "21.4% of the active customers' equity (all customers: 30.0%)" in at_risk
+
+
+def test_a_run_without_the_population_mark_says_so_and_shows_everyone(tmp_path: Path) -> None:
+    write_run(tmp_path, "2024-06-01", scores_frame().drop(columns=["active_customer"]))
+    churn = _card(render_html(build_dashboard(tmp_path)), "Expected churn rate")
+    assert " n/a " in churn and "does not mark its active customers" in churn
+    assert "all 4 customers, lapsed and lost included: 31.2%" in churn
+
+
+def test_a_stale_or_drifted_run_gets_a_banner(tmp_path: Path) -> None:
+    scores = scores_frame()
+    clean = {**summarise(scores, {}), "freshness": {"flags": []}, "drift": {"flagged": []}}
+    write_run(tmp_path, "2024-06-01", scores, clean)
+    assert 'id="flags"' not in render_html(build_dashboard(tmp_path))
+
+    flagged = {
+        **clean,
+        "freshness": {"flags": ["transactions: latest row 12 days before 2024-07-01"]},
+        "drift": {"flagged": ["recency_days", "clv"], "threshold": 0.25},
+    }
+    write_run(tmp_path, "2024-07-01", scores, flagged)
+    page = render_html(build_dashboard(tmp_path))
+    banner = page[page.index('id="flags"') : page.index('id="headline"')]
+    assert 'role="alert"' in banner and "flagged stale and drifted" in banner
+    assert "Stale data: transactions: latest row 12 days before 2024-07-01" in banner
+    assert "Drift past PSI 0.25 in 2 column(s): recency_days, clv" in banner
+    # Only the latest run's flags: a flagged run followed by a clean one shows none.
+    write_run(tmp_path, "2024-08-01", scores, clean)
+    assert 'id="flags"' not in render_html(build_dashboard(tmp_path))

@@ -165,3 +165,25 @@ def test_dashboard_screenshot_shows_cards_and_charts(
     assert colours > 50
     accent = (np.abs(pixels - ACCENT).max(axis=2) <= 2).sum()
     assert accent > 2000, "the charts' bars and the cards' edges should be visible"
+
+
+def test_a_flagged_run_shows_its_banner_in_the_browser(tmp_path: Path) -> None:
+    from serving.runs import summarise
+    from tests.serving.report.factories import scores_frame, write_run
+
+    scores = scores_frame()
+    flagged = {
+        **summarise(scores, {}),
+        "freshness": {"flags": ["transactions: latest row 12 days before 2024-06-01"]},
+        "drift": {"flagged": ["recency_days"], "threshold": 0.25},
+    }
+    write_run(tmp_path / "scores", "2024-06-01", scores, flagged)
+    page, _ = write_report(tmp_path / "scores", tmp_path / "report.html")
+    result = chromium(page, tmp_path / "profile", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert console_messages(result.stderr) == []
+    dom = Elements()
+    dom.feed(result.stdout)
+    assert "flags" in dom.ids
+    banner = result.stdout[result.stdout.index('id="flags"') : result.stdout.index('id="headline"')]
+    assert "flagged stale and drifted" in banner and "latest row 12 days" in banner

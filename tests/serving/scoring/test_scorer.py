@@ -37,3 +37,28 @@ def test_a_score_row_has_the_score_columns_in_order(bundle: ModelBundle) -> None
     with_type = customers().assign(segment=["student", "parent", "student"])
     typed = Scorer(bundle, "7").score(with_type, AS_OF)
     assert list(typed.columns) == list(SCORE_COLUMNS)
+
+
+def test_the_next_order_is_never_in_the_past(bundle: ModelBundle) -> None:
+    """Due on a date from today on, or overdue by some days: never a forecast already missed."""
+    rows = pd.concat([customers(), customers().iloc[[0]]], ignore_index=True).assign(
+        customer_id=["late", "soon", "today", "once"],
+        recency_days=[124.0, 5.0, 3.0, 40.0],
+        gap_mean_days=[40.0, 25.0, 3.0, np.nan],
+    )
+    scores = Scorer(bundle, "7").score(rows, AS_OF, reasons="none")
+    assert scores["next_order_status"].tolist() == ["overdue", "due", "due", "unknown"]
+    assert scores["days_overdue"].tolist()[:3] == [84.0, 0.0, 0.0]  # 124 days ago + 40
+    assert np.isnan(scores["days_overdue"].iloc[3])
+    expected = [pd.NaT, pd.Timestamp("2026-01-21"), AS_OF, pd.NaT]
+    assert scores["expected_next_order"].tolist() == expected
+    assert not (scores["expected_next_order"] < scores["as_of"]).any()
+
+
+def test_a_score_row_says_whether_the_customer_is_in_the_decision_population(
+    bundle: ModelBundle,
+) -> None:
+    """Bought within the churn window (90 days here): `features.population`'s one rule."""
+    rows = customers().assign(recency_days=[124.0, 90.0, 3.0])
+    scores = Scorer(bundle, "7").score(rows, AS_OF, reasons="none")
+    assert scores["active_customer"].tolist() == [False, True, True]

@@ -11,6 +11,7 @@ import pytest
 from serving.scoring.segments import (
     LIFECYCLE_STAGES,
     SEGMENTS,
+    STAGE_SEGMENTS,
     TIERS,
     assign_segments,
 )
@@ -33,12 +34,19 @@ CASES = [
     ("at_risk_mid", 200.0, 0.70, 400.0, 60.0, 1.5, "mid", "high", "at_risk", "active"),
     ("hibernating", 50.0, 0.50, 400.0, 100.0, 2.0, "low", "mid", "hibernating", "lapsed"),
     ("hibernating_hi", 50.0, 0.80, 400.0, 80.0, 2.0, "low", "high", "hibernating", "lapsing"),
-    ("lost_by_risk", 50.0, 0.95, 400.0, 30.0, 1.0, "low", "high", "lost", "active"),
+    # Active customers are not lost, however high the risk; lapsed ones of low value can be.
+    ("very_high_risk", 50.0, 0.95, 400.0, 30.0, 1.0, "low", "high", "hibernating", "active"),
+    ("lost_by_risk", 50.0, 0.95, 400.0, 120.0, 1.0, "low", "high", "lost", "lapsed"),
     ("lost_by_recency", 800.0, 0.70, 900.0, 400.0, 2.0, "high", "high", "lost", "lost"),
     ("lost_by_rhythm", 200.0, 0.50, 400.0, 100.0, 5.0, "mid", "mid", "lost", "lost"),
     ("new", 50.0, 0.40, 30.0, 5.0, NAN, "low", "mid", "promising_new", "new"),
     ("new_high_risk", 200.0, 0.70, 30.0, 25.0, NAN, "mid", "high", "at_risk", "new"),
-    ("new_lapsing", 800.0, 0.10, 80.0, 70.0, 3.5, "high", "low", "promising_new", "lapsing"),
+    ("new_low_high_risk", 50.0, 0.80, 30.0, 5.0, NAN, "low", "high", "promising_new", "new"),
+    ("new_lapsing", 800.0, 0.10, 80.0, 70.0, 3.5, "high", "low", "needs_attention", "lapsing"),
+    ("vip_lapsing", 800.0, 0.10, 400.0, 50.0, 2.0, "high", "low", "needs_attention", "lapsing"),
+    ("loyal_lapsing", 50.0, 0.10, 400.0, 50.0, 2.0, "low", "low", "hibernating", "lapsing"),
+    ("loyal_lapsed", 200.0, 0.20, 400.0, 100.0, 2.0, "mid", "low", "at_risk", "lapsed"),
+    ("low_lapsed", 50.0, 0.20, 400.0, 100.0, 2.0, "low", "low", "hibernating", "lapsed"),
     ("at_the_cut", 100.0, 0.30, 400.0, 10.0, 0.5, "low", "low", "loyal", "active"),
     ("refunds_only", 800.0, 0.10, NAN, NAN, NAN, "high", "low", "vip", None),
 ]
@@ -76,6 +84,30 @@ def test_every_segment_and_stage_by_hand() -> None:
 
 def test_every_segment_is_reachable() -> None:
     assert set(assign_segments(_scored(), CUTS)["segment"]) == set(SEGMENTS)
+
+
+def test_the_segment_never_contradicts_the_lifecycle_stage() -> None:
+    """Every (stage, segment) pair is one `STAGE_SEGMENTS` allows, whatever the scores."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    tenure = rng.uniform(1.0, 1500.0, n)
+    scored = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"c{i}" for i in range(n)], dtype="str"),
+            "clv": rng.lognormal(3.0, 1.5, n),
+            "churn_probability": rng.uniform(0.0, 1.0, n),
+            "tenure_days": tenure,
+            "recency_days": tenure * rng.uniform(0.0, 1.0, n),
+            "overdue_ratio": rng.exponential(1.5, n),
+        }
+    )
+    out = assign_segments(scored, SegmentThresholds.fit(scored))
+    pairs = out.groupby(["lifecycle_stage", "segment"], observed=True).size()
+    outside = [pair for pair in pairs.index if pair[1] not in STAGE_SEGMENTS[pair[0]]]
+    assert outside == []
+    # Every pair the table allows happens: the table is no wider than the rule.
+    allowed = {(stage, segment) for stage, kept in STAGE_SEGMENTS.items() for segment in kept}
+    assert set(pairs.index) == allowed
 
 
 def test_input_is_not_mutated() -> None:

@@ -36,11 +36,12 @@ def test_a_quiet_customer_gets_no_action(policy: Policy) -> None:
             "recommended_action": pd.array(["no_action"], dtype="str"),
             "action_channel": pd.array(["none"], dtype="str"),
             "action_reason": pd.array(
-                ["No trigger calls for an action (40% churn risk)"], dtype="str"
+                ["No rule calls for an action (40% churn risk)"], dtype="str"
             ),
             "discount_eligible": [False],
             "preferred_channel": pd.array(["email"], dtype="str"),
             "triggers": pd.array([""], dtype="str"),
+            "superseded_triggers": pd.array([""], dtype="str"),
         }
     )
     pd.testing.assert_frame_equal(recommend(customers({}), policy), expected)
@@ -91,7 +92,7 @@ def test_never_used_content_and_slipping_gets_onboarding(policy: Policy) -> None
     )
     assert row["triggers"] == "no_content,at_risk"
     # A content user, or a customer who is not slipping, gets no onboarding.
-    assert one(policy, segment="needs_attention")["recommended_action"] == "no_action"
+    assert one(policy, segment="needs_attention")["recommended_action"] != "onboarding_content"
     assert one(policy, content_view_total=0.0)["recommended_action"] == "no_action"
 
 
@@ -103,6 +104,10 @@ def test_overdue_against_their_own_rhythm_gets_a_reminder(policy: Policy) -> Non
     gone = one(policy, recency_days=400.0, overdue_ratio=20.0)
     assert gone["recommended_action"] == "no_action"
     assert gone["triggers"] == "churn_alarm"
+    assert gone["superseded_triggers"] == "churn_alarm"
+    assert gone["action_reason"] == (
+        "No rule calls for an action (40% churn risk); fired but not acted on: churn_alarm"
+    )
 
 
 def test_viewed_without_buying_gets_an_offer_on_that_product(policy: Policy) -> None:
@@ -166,8 +171,8 @@ def test_a_loyal_referrer_at_risk_gets_a_thank_you_discount(policy: Policy) -> N
     assert row["discount_eligible"]
     assert policy.actions[row["recommended_action"]].discount
     assert row["action_reason"] == (
-        "A thank-you for a customer who deserves it (6 purchase days over 500 days, 2 referrals, "
-        "1 late payments) at 75% churn risk"
+        "Slipping away at 75% churn risk, with 6 purchase days over 500 days, 2 referrals and "
+        "1 late payments"
     )
 
 
@@ -184,8 +189,53 @@ def test_no_discount_without_deserving_it(policy: Policy, override: dict[str, fl
     out = recommend(frame, policy)
     assert not out["discount_eligible"].any()
     assert not out["recommended_action"].map(lambda a: policy.actions[a].discount).any()
-    # At risk without a claim to a discount: the reward rule is skipped, nothing else fired.
-    assert out["recommended_action"].tolist() == ["no_action", "product_follow_up"]
+    # At risk without a claim to a discount: personal care instead, never nothing.
+    assert out["recommended_action"].tolist() == ["care_check_in", "product_follow_up"]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"tenure_days": 30.0},  # new
+        {**LOYAL, "discount_order_share": 0.8},  # a discount seeker
+        {},  # no record that earns a discount
+        {"segment": "needs_attention", "risk_tier": "mid", "value_tier": "high"},
+        {"content_view_total": 0.0, "tenure_days": 30.0},  # onboarding decides
+    ],
+)
+def test_valuable_customers_at_risk_never_get_no_action(
+    policy: Policy, override: dict[str, float]
+) -> None:
+    """The discount rule skipping them falls back to personal care (it left them with nothing)."""
+    row = one(policy, **{**AT_RISK, **override})
+    assert row["recommended_action"] != "no_action"
+    assert not policy.actions[row["recommended_action"]].discount
+    if row["recommended_action"] == "care_check_in":
+        assert "; no discount: " in row["action_reason"]
+
+
+# --- every trigger that fired: acted on, or shown as superseded -------------------------------
+
+
+def test_triggers_a_higher_rule_took_over_are_superseded(policy: Policy) -> None:
+    row = one(policy, **VIP_AT_RISK, **DETRACTOR, **TICKET, content_view_total=0.0)
+    assert row["recommended_action"] == "vip_call"
+    assert row["superseded_triggers"] == "detractor,unresolved_ticket,no_content,at_risk"
+    onboarding = one(policy, content_view_total=0.0, segment="needs_attention", **OVERDUE)
+    assert onboarding["recommended_action"] == "onboarding_content"
+    assert onboarding["triggers"] == "no_content,at_risk,overdue"
+    assert onboarding["superseded_triggers"] == "overdue"  # both of the rule's are acted on
+
+
+def test_no_action_with_triggers_names_them_in_the_reason(policy: Policy) -> None:
+    row = one(policy, content_view_total=0.0, recency_days=400.0, overdue_ratio=30.0)
+    assert row["recommended_action"] == "no_action"
+    assert row["triggers"] == "no_content,churn_alarm"
+    assert row["superseded_triggers"] == "no_content,churn_alarm"
+    assert row["action_reason"] == (
+        "No rule calls for an action (40% churn risk); fired but not acted on: "
+        "no_content, churn_alarm"
+    )
 
 
 def test_the_reason_says_why_there_is_no_discount(policy: Policy) -> None:
@@ -339,3 +389,19 @@ def test_on_generated_data_every_column_exists_and_every_row_gets_one_action() -
     assert out.loc[discounted, "discount_eligible"].all()
     phone = out["recommended_action"] == "vip_call"
     assert (out.loc[phone, "action_channel"] == "phone").all()
+    # Every trigger that fired is the deciding rule's, or listed as superseded.
+    acts_on: dict[str, set[str]] = {}
+    for rule in policy.rules:
+        for action in filter(None, (rule.action, rule.fallback)):
+            acts_on.setdefault(action, set()).update(rule.when)
+    for row in out.itertuples():
+        fired = set(filter(None, row.triggers.split(",")))
+        superseded = set(filter(None, row.superseded_triggers.split(",")))
+        assert superseded <= fired
+        assert fired - superseded <= acts_on.get(row.recommended_action, set())
+        if row.recommended_action == "no_action":
+            assert superseded == fired
+            assert ("fired but not acted on" in row.action_reason) == bool(fired)
+    # No valuable customer at risk is left without an action.
+    at_risk = segmented["segment"].isin(["at_risk", "needs_attention"]).to_numpy()
+    assert (out.loc[at_risk, "recommended_action"] != "no_action").all()
