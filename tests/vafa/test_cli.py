@@ -51,6 +51,7 @@ def test_every_command_has_help(command: str) -> None:
     assert "Usage" in result.output
 
 
+@pytest.mark.slow
 def test_generate_validate_features(tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "features.csv"
     assert vafa("generate", "--customers", "300", "--out", str(data), "--seed", "1").returncode == 0
@@ -98,14 +99,22 @@ def test_bad_options_exit_2(tmp_path: Path) -> None:
     assert "--out" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_trains_a_champion_and_backtest_compares_baselines(tmp_path: Path) -> None:
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    team = tmp_path / "team"  # a registry and store the demo must leave alone
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{team / 'mlflow.db'}",
+        "VAFA_STORE_URL": f"sqlite:///{team / 'scores.db'}",
+    }
     demo = vafa(
         "demo", "--customers", "700", "--out", str(tmp_path / "demo"), "--trials", "1", env=env
     )
     assert demo.returncode == 0, demo.stderr
     assert "promoted: there was no champion" in demo.stdout
-    assert "mlflow ui" in demo.stdout
+    assert not team.exists()
+    assert (tmp_path / "demo" / "mlflow" / "mlflow.db").is_file()
+    assert (tmp_path / "demo" / "store" / "scores.db").is_file()
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'demo'}" in demo.stdout
     assert "the riskiest valuable customers" in demo.stdout and "Campaign plan" in demo.stdout
     run = tmp_path / "demo" / "scores" / "as_of=2026-11-01"
     scores = pd.read_parquet(run / "scores.parquet")
@@ -123,10 +132,12 @@ def test_demo_trains_a_champion_and_backtest_compares_baselines(tmp_path: Path) 
     ]
     assert set(contract) <= set(scores.columns)
     assert scores["customer_id"].is_unique and scores["churn_probability"].between(0, 1).all()
+    assert set(scores["model_version"]) == {"1"}
     # Reasons wherever someone will read them: not behind no_action or the newsletter.
     acted = ~scores["recommended_action"].isin(["no_action", "newsletter"])
     assert acted.any() and (scores.loc[acted, "reasons"] != "").all()
-    assert pd.read_csv(run / "campaign.csv")["customer_id"].isin(scores["customer_id"]).all()
+    (plan_csv,) = (tmp_path / "demo" / "scores" / "campaigns" / "as_of=2026-11-01").glob("*.csv")
+    assert pd.read_csv(plan_csv)["customer_id"].isin(scores["customer_id"]).all()
 
     plan = vafa(
         "campaign",
@@ -157,7 +168,9 @@ def test_demo_trains_a_champion_and_backtest_compares_baselines(tmp_path: Path) 
     for needle in ("recency", "bgnbd", "last_period", "bgnbd_gg", "roc_auc", "decile_mape"):
         assert needle in backtest.stdout
 
-    promoted = vafa("promote", "--version", "1", env=env)
+    # The demo's registry, as its output says: VAFA_HOME=OUT.
+    own = {"VAFA_HOME": str(tmp_path / "demo"), "MLFLOW_TRACKING_URI": "", "VAFA_STORE_URL": ""}
+    promoted = vafa("promote", "--version", "1", env=own)
     assert promoted.returncode == 0 and "version 1" in promoted.stdout
-    unknown = vafa("promote", "--version", "99", env=env)
+    unknown = vafa("promote", "--version", "99", env=own)
     assert unknown.returncode == 1 and "error" in unknown.stderr

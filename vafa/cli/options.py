@@ -19,6 +19,7 @@ DataOption = Annotated[
     Path,
     typer.Option(
         "--data",
+        metavar="DIR",
         help="Data folder with transactions and optional customers/events.",
         exists=True,
         file_okay=False,
@@ -29,39 +30,73 @@ DataOption = Annotated[
 AsOfOption = Annotated[
     str | None,
     typer.Option(
-        "--as-of", help="Cutoff date (ISO 8601); default: the day after the last transaction."
+        "--as-of",
+        metavar="DATE",
+        help="Cutoff date (ISO 8601); default: the day after the last transaction.",
     ),
 ]
-TrialsOption = Annotated[int, typer.Option("--trials", min=1, help="Optuna trials per model.")]
+TrialsOption = Annotated[
+    int, typer.Option("--trials", min=1, metavar="N", help="Optuna trials per model.")
+]
 TimeoutOption = Annotated[
-    float | None, typer.Option("--timeout", min=1, help="Seconds of tuning per model, at most.")
+    float | None,
+    typer.Option(
+        "--timeout", min=1, metavar="SECONDS", help="Seconds of tuning per model, at most."
+    ),
 ]
 ChurnWindowOption = Annotated[
-    int, typer.Option("--churn-window-days", min=1, help="Churn = no purchase in this many days.")
+    int,
+    typer.Option(
+        "--churn-window-days",
+        min=1,
+        metavar="DAYS",
+        help="Churn = no purchase in this many days.",
+    ),
 ]
 HorizonOption = Annotated[
-    int, typer.Option("--horizon-days", min=1, help="Horizon of predicted spend and CLV.")
+    int,
+    typer.Option(
+        "--horizon-days", min=1, metavar="DAYS", help="Horizon of predicted spend and CLV."
+    ),
 ]
 MarginOption = Annotated[
     float | None,
     typer.Option(
-        "--margin-rate", min=0, max=1, help="Margin per unit of revenue without a margin column."
+        "--margin-rate",
+        min=0,
+        max=1,
+        metavar="RATE",
+        help="Margin per unit of revenue without a margin column.",
     ),
 ]
 DiscountOption = Annotated[
-    float, typer.Option("--discount-rate", min=0, help="Annual discount rate applied to CLV.")
+    float,
+    typer.Option(
+        "--discount-rate", min=0, metavar="RATE", help="Annual discount rate applied to CLV."
+    ),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed.")]
+SeedOption = Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")]
 BtydOption = Annotated[
     bool,
     typer.Option(
         "--btyd-features/--no-btyd-features",
-        help="Give the models BG/NBD's probability alive and expected purchases.",
+        show_default=False,
+        help="Give the models BG/NBD's probability alive and expected purchases (default: no).",
     ),
 ]
 QuarantineOption = Annotated[
     Path | None,
     typer.Option(
-        "--quarantine", help="Set bad rows aside into this folder and go on with the rest."
+        "--quarantine",
+        metavar="DIR",
+        help="Set bad rows aside into this folder and go on with the rest.",
+    ),
+]
+AllowFutureOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-future-as-of",
+        help="Accept an --as-of later than tomorrow (UTC); refused by default, as such scores "
+        "would stay the newest in the scores store.",
     ),
 ]

@@ -14,15 +14,17 @@ from vafa.cli.options import (
     EXIT_DRIFT,
     EXIT_FAILED,
     EXIT_STALE,
+    AllowFutureOption,
     AsOfOption,
     DataOption,
     QuarantineOption,
 )
-from vafa.cli.steps import load, resolve_as_of, resolve_date, timed
+from vafa.cli.steps import input_counts, load, resolve_as_of, resolve_date, timed
 from vafa.settings import Settings
 
 if TYPE_CHECKING:
     from serving.batch.job import BatchOptions, BatchResult
+    from serving.runs import Run
 
 
 class EngineName(StrEnum):
@@ -92,21 +94,47 @@ def score(
         bool, typer.Option("--fail-on-stale", help=f"Exit {EXIT_STALE} when data is stale.")
     ] = False,
     store: Annotated[
-        bool, typer.Option("--store/--no-store", help="Upsert the scores into the scores store.")
+        bool, typer.Option("--store/--no-store", help="Publish the scores into the scores store.")
     ] = True,
+    take_over_store: Annotated[
+        bool,
+        typer.Option(
+            "--take-over-store",
+            help="Publish into a scores store that serves another output folder's runs.",
+        ),
+    ] = False,
+    allow_future_as_of: AllowFutureOption = False,
 ) -> None:
     """Score every customer as of a date with the champion (the nightly batch).
 
-    Writes OUT/as_of=DATE/ (scores, changed actions, summary) aside and swaps it in, upserts
-    the scores store (VAFA_STORE_URL) and logs the run to MLflow (experiment vafa-scoring).
+    Writes OUT/as_of=DATE/ (scores, changed actions, summary) and the scores store
+    (VAFA_STORE_URL) aside, swaps the folder in and switches the store to it last, and logs the
+    run to MLflow (experiment vafa-scoring). The store refuses a run of another output folder
+    than the one it serves, unless --take-over-store.
     Exit codes: 0 ok, 1 failure (previous results intact), 2 usage, 3 bad data, 4 drift with
     --fail-on-drift, 5 stale data with --fail-on-stale (4 and 5 still publish the scores).
     """
-    options = batch_options(engine.value, chunk_customers, drift_threshold, stale_days)
-    result = run_scoring(data, out, as_of, quarantine, options=options, use_store=store)
+    options = batch_options(
+        engine.value, chunk_customers, drift_threshold, stale_days, take_over_store
+    )
+    result = run_scoring(
+        data,
+        out,
+        as_of,
+        quarantine,
+        options=options,
+        use_store=store,
+        allow_future=allow_future_as_of,
+    )
     summary = result.summary
     changes = summary["changes"]
     typer.echo(f"scored {len(result.scores):,} customers -> {result.folder}")
+    if "store" in summary:
+        published = summary["store"]
+        typer.echo(
+            f"scores store {published['url']}: serves run {published['run_id']} "
+            f"({published['rows']:,} rows; it served {published['replaces']})"
+        )
     if changes["previous_as_of"] is not None:
         typer.echo(
             f"since {changes['previous_as_of']}: {changes['changed_actions']:,} changed actions, "
@@ -129,6 +157,7 @@ def batch_options(
     chunk_customers: int | None = None,
     drift_threshold: float | None = None,
     stale_days: float | None = None,
+    take_over_store: bool = False,
 ) -> BatchOptions:
     """The batch's options from `score`'s; the batch's defaults for those not given (None)."""
     from serving.batch.job import BatchOptions
@@ -142,6 +171,7 @@ def batch_options(
             defaults.freshness if stale_days is None else FreshnessRules(max_lag_days=stale_days)
         ),
         engine=engine,
+        take_over_store=take_over_store,
     )
 
 
@@ -153,8 +183,12 @@ def run_scoring(
     *,
     options: BatchOptions | None = None,
     use_store: bool = True,
+    allow_future: bool = False,
 ) -> BatchResult:
-    """Load, score with the champion, write the run's folder and the store, log to MLflow."""
+    """Load, score with the champion, write the run's folder and the store, log to MLflow.
+
+    The summary's `extra` records the data folder and the input and quarantined rows per table.
+    """
     from serving.batch.job import BatchOptions, engine_for, score_with_champion
 
     options = options or BatchOptions()
@@ -162,8 +196,9 @@ def run_scoring(
         engine_for(options.engine)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--engine") from exc
-    tables = load(data, quarantine).tables
-    cutoff = resolve_as_of(tables, as_of)
+    loaded = load(data, quarantine)
+    tables = loaded.tables
+    cutoff = resolve_as_of(tables, as_of, allow_future=allow_future)
     settings = Settings.from_env()
     return timed(
         f"scoring as of {cutoff.date()}",
@@ -174,26 +209,26 @@ def run_scoring(
             tracking_uri=settings.tracking_uri,
             store_url=settings.store_url if use_store else None,
             options=options,
-            extra={"data_dir": str(data)},
+            extra={"data_dir": str(data)} | input_counts(loaded.report),
         ),
     )
 
 
-def latest_scores(scores_dir: Path, as_of: str | None = None) -> Path:
-    """The run folder for a date, else the latest published run under `scores_dir`."""
+def latest_scores(scores_dir: Path, as_of: str | None = None) -> Run:
+    """The run of a date, else the latest published run under `scores_dir`."""
     from serving.runs import latest_run
 
     if as_of is not None:
         found = latest_run(scores_dir, resolve_date(as_of))
         if found is None:
             raise typer.BadParameter(f"no scores for {as_of} in {scores_dir}", param_hint="--as-of")
-        return found.folder
+        return found
     found = latest_run(scores_dir)
     if found is None:
         raise typer.BadParameter(
             f"no scores under {scores_dir}: run `vafa score`", param_hint="--scores"
         )
-    return found.folder
+    return found
 
 
 def campaign(
@@ -205,27 +240,57 @@ def campaign(
         float, typer.Option("--cost-per-contact", min=0, help="Cost of actions without their own.")
     ] = 1.0,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Contact list, .csv or .parquet.")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Contact list, .csv or .parquet (never replaced); default: "
+            "SCORES/campaigns/as_of=DATE/<campaign id>.csv.",
+        ),
     ] = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Which run; default: the latest.")
     ] = None,
     policy: Annotated[Path | None, typer.Option("--policy", help="Retention policy YAML.")] = None,
+    allow_stale: Annotated[
+        bool, typer.Option("--allow-stale", help="Use a run flagged for stale data anyway.")
+    ] = False,
+    allow_drift: Annotated[
+        bool, typer.Option("--allow-drift", help="Use a run flagged for drift anyway.")
+    ] = False,
 ) -> None:
-    """Pick whom to contact under a budget for the most expected retained value minus cost."""
-    import pandas as pd
+    """Pick whom to contact under a budget for the most expected retained value minus cost.
 
-    from serving.campaign import plan_campaign, write_plan
+    Each campaign is kept under its own id beside the runs, never over another, and a run
+    flagged stale or drifted by `vafa score` is refused unless --allow-stale / --allow-drift
+    (exit 5 for stale data, 4 for drift, as `vafa score --fail-on-...`).
+    """
+    from serving.campaign.publish import RunFlagged, plan_from_run, save_campaign
     from serving.scoring.policy.schema import load_policy
 
     run = latest_scores(scores, as_of)
-    table = pd.read_parquet(run / "scores.parquet")
-    actions = load_policy(policy).actions
-    plan = plan_campaign(table, actions, budget, cost_per_contact)
-    target = out or run / "campaign.csv"
-    written, summary = write_plan(plan, target)
-    typer.echo(plan.summary())
-    typer.echo(f"contact list: {written} (summary {summary})")
+    try:
+        planned = plan_from_run(
+            run,
+            load_policy(policy).actions,
+            budget,
+            cost_per_contact,
+            allow_stale=allow_stale,
+            allow_drift=allow_drift,
+            terms={"policy": str(policy) if policy else "packaged default"},
+        )
+    except RunFlagged as exc:
+        options = " ".join(f"--allow-{kind}" for kind in exc.kinds)
+        typer.echo(f"error: {exc}; check the run, or pass {options} to use it anyway", err=True)
+        raise typer.Exit(EXIT_STALE if "stale" in exc.kinds else EXIT_DRIFT) from exc
+    for kind, flagged in planned.flags.items():
+        if flagged:
+            typer.echo(f"warning: the run is flagged for {kind}: {', '.join(flagged)}", err=True)
+    try:
+        written, summary = save_campaign(planned, scores, out)
+    except FileExistsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from exc
+    typer.echo(planned.plan.summary())
+    typer.echo(f"campaign {planned.campaign_id}: contact list {written} (summary {summary})")
 
 
 def report(
@@ -273,3 +338,7 @@ def report(
         raise typer.Exit(EXIT_FAILED) from exc
     typer.echo(f"dashboard of {len(dashboard.trend)} run(s), latest {dashboard.run.as_of.date()}:")
     typer.echo(f"  {written.resolve()}")
+    for kind, flagged in dashboard.flags.items():
+        if flagged:
+            named = ", ".join(flagged)
+            typer.echo(f"warning: the latest run is flagged for {kind}: {named}", err=True)
