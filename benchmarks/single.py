@@ -24,17 +24,12 @@ if not __package__:
     # benchmarks/training.py would shadow the `features` and `training` packages.
     sys.path[0] = str(REPO)
 
+from features.schema import ID  # noqa: E402
+from serving.scoring.columns import VALUE_COLUMNS  # noqa: E402
+
 AS_OF = pd.Timestamp("2026-11-01")
 # The scorer's columns before segments and actions are added.
-SCORE_COLUMNS = (
-    "customer_id",
-    "as_of",
-    "churn_probability",
-    "predicted_spend",
-    "clv",
-    "value_at_risk",
-    "expected_next_order",
-)
+SCORE_COLUMNS = (ID, "as_of", *VALUE_COLUMNS, "expected_next_order")
 
 USAGE = """
 Run from the repository root:
