@@ -2,177 +2,67 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.schema import CUSTOMERS, EVENTS, KNOWN_EVENTS, TRANSACTIONS, Tables
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-DAY_SECONDS = 86_400
-DAYS_PER_YEAR = 365.25
-DAYS_PER_MONTH = DAYS_PER_YEAR / 12
-
-# The generator's hidden truth. Archetypes never reach the output tables: models must find
-# them from behaviour, as they would with a real retailer.
-ARCHETYPES = ("loyal", "vip", "discount_seeker", "one_time", "occasional")
-LOYAL, VIP, DISCOUNT_SEEKER, ONE_TIME, OCCASIONAL = range(5)
-ARCHETYPE_SHARES = np.array([0.14, 0.06, 0.20, 0.25, 0.35])
-
-SEGMENTS = ("student", "parent", "tech_fan", "professional", "retiree")
-REGIONS = ("north", "south", "east", "west", "central")
-ACQUISITION_CHANNELS = ("organic", "paid_search", "social", "referral")
-PURCHASE_CHANNELS = ("app", "web", "store")
-APP, WEB, STORE = range(3)
-MESSAGE_CHANNELS = ("email", "sms", "push")
-EMAIL, SMS, PUSH = range(3)
-CATEGORIES = ("electronics", "books", "fashion", "home", "toys", "grocery")
-ELECTRONICS = 0
-CUSTOM_EVENT = "wishlist_add"
-EVENT_NAMES = (*KNOWN_EVENTS, CUSTOM_EVENT)
-EVENT_CODE = {name: code for code, name in enumerate(EVENT_NAMES)}
-# Event channels: the purchase channels first so a purchase-channel code is also an event one.
-EVENT_CHANNELS = (*PURCHASE_CHANNELS, *MESSAGE_CHANNELS)
-NO_CHANNEL = -1
-
-# Rows: archetypes (ARCHETYPES order); columns: the named vocabulary's order.
-SEGMENT_BY_ARCHETYPE = np.array(
-    [
-        [0.10, 0.30, 0.15, 0.25, 0.20],
-        [0.05, 0.20, 0.35, 0.35, 0.05],
-        [0.40, 0.25, 0.15, 0.10, 0.10],
-        [0.25, 0.20, 0.20, 0.20, 0.15],
-        [0.20, 0.20, 0.20, 0.20, 0.20],
-    ]
+from features.schema import CUSTOMERS, TRANSACTIONS, Tables
+from features.synthetic_events import draw_events
+from features.synthetic_world import (
+    ACQUISITION_BY_ARCHETYPE,
+    ACQUISITION_CHANNELS,
+    ANNUAL_HAZARD,
+    APP,
+    ARCHETYPE_SHARES,
+    ARCHETYPES,
+    CATEGORIES,
+    CATEGORY_BY_SEGMENT,
+    CATEGORY_MARGIN,
+    CATEGORY_PRICE,
+    CATEGORY_REFUND_PROB,
+    CONTENT_USER_PROB,
+    DAY_SECONDS,
+    DAYS_PER_YEAR,
+    DISCOUNT_FRACTIONS,
+    DISCOUNT_LINE_PROB,
+    ELECTRONICS,
+    EMAIL,
+    FAILURE_RESOLVED_PROB,
+    FAILURES_PER_YEAR,
+    GAP_MEAN_DAYS,
+    GAP_SHAPE,
+    HAZARD_AFTER_RESOLVED_FAILURE,
+    HAZARD_AFTER_UNRESOLVED_FAILURE,
+    HAZARD_BY_ACQUISITION,
+    HAZARD_BY_PURCHASE_CHANNEL,
+    HAZARD_BY_SEGMENT,
+    HAZARD_CONTENT_USER,
+    LINE_MEAN_AMOUNT,
+    LINES_BY_ARCHETYPE,
+    LOYAL,
+    MESSAGE_CHANNEL_SHARES,
+    MESSAGE_CHANNELS,
+    MONTH_SEASONALITY,
+    ONE_TIME,
+    ONE_TIME_LINGER_DAYS,
+    PURCHASE_CHANNEL_BY_ARCHETYPE,
+    PURCHASE_CHANNELS,
+    PUSH,
+    REGION_SHARES,
+    REGIONS,
+    SEGMENT_BY_ARCHETYPE,
+    SEGMENTS,
+    UPGRADE_PRICE,
+    VIP,
+    FloatArray,
+    IntArray,
+    Period,
+    Population,
+    Rows,
+    strings,
+    timestamps,
 )
-ACQUISITION_BY_ARCHETYPE = np.array(
-    [
-        [0.45, 0.15, 0.10, 0.30],
-        [0.40, 0.25, 0.10, 0.25],
-        [0.15, 0.35, 0.45, 0.05],
-        [0.25, 0.35, 0.35, 0.05],
-        [0.40, 0.25, 0.25, 0.10],
-    ]
-)
-PURCHASE_CHANNEL_BY_ARCHETYPE = np.array(
-    [
-        [0.50, 0.25, 0.25],
-        [0.45, 0.30, 0.25],
-        [0.25, 0.60, 0.15],
-        [0.15, 0.60, 0.25],
-        [0.30, 0.45, 0.25],
-    ]
-)
-REGION_SHARES = np.array([0.25, 0.20, 0.20, 0.15, 0.20])
-MESSAGE_CHANNEL_SHARES = np.array([0.50, 0.20, 0.30])
-CATEGORY_BY_SEGMENT = np.array(
-    [
-        [0.20, 0.30, 0.25, 0.05, 0.05, 0.15],
-        [0.05, 0.05, 0.15, 0.20, 0.30, 0.25],
-        [0.55, 0.15, 0.10, 0.10, 0.05, 0.05],
-        [0.20, 0.10, 0.30, 0.20, 0.05, 0.15],
-        [0.05, 0.25, 0.10, 0.30, 0.05, 0.25],
-    ]
-)
-LINES_BY_ARCHETYPE = np.array(
-    [
-        [0.55, 0.30, 0.10, 0.05],
-        [0.35, 0.35, 0.20, 0.10],
-        [0.60, 0.25, 0.10, 0.05],
-        [0.60, 0.25, 0.10, 0.05],
-        [0.60, 0.25, 0.10, 0.05],
-    ]
-)
-
-# Per-archetype parameters, in ARCHETYPES order.
-GAP_MEAN_DAYS = np.array([10.0, 17.0, 26.0, 1.0, 60.0])
-# Gamma shape of the inter-purchase gaps: a high shape is a steady rhythm, below 1 is bursty.
-GAP_SHAPE = np.array([4.0, 2.0, 1.2, 1.0, 0.8])
-LINE_MEAN_AMOUNT = np.array([30.0, 90.0, 22.0, 35.0, 35.0])
-ANNUAL_HAZARD = np.array([0.10, 0.18, 0.90, 0.0, 0.45])
-DISCOUNT_LINE_PROB = np.array([0.06, 0.04, 0.80, 0.12, 0.08])
-CONTENT_USER_PROB = np.array([0.45, 0.40, 0.12, 0.05, 0.30])
-SESSIONS_PER_MONTH = np.array([1.4, 1.4, 1.0, 0.6, 0.6])
-REFERRALS_PER_YEAR = np.array([0.40, 0.30, 0.03, 0.02, 0.05])
-NPS_MEAN = np.array([8.8, 8.6, 6.8, 7.2, 7.6])
-PAYMENT_LATE_PER_YEAR = np.array([0.08, 0.05, 0.40, 0.10, 0.12])
-
-# Hazard multipliers: the effects a churn model should recover.
-HAZARD_BY_PURCHASE_CHANNEL = np.array([0.55, 1.35, 1.0])
-HAZARD_BY_ACQUISITION = np.array([1.0, 1.15, 1.30, 0.75])
-HAZARD_BY_SEGMENT = np.array([1.20, 0.90, 1.00, 1.00, 0.80])
-HAZARD_CONTENT_USER = 0.4
-# After a service failure the hazard becomes multiple x base + extra (per year): an unresolved
-# one makes even a loyal regular likely to leave within months.
-HAZARD_AFTER_UNRESOLVED_FAILURE = (4.0, 3.5)
-HAZARD_AFTER_RESOLVED_FAILURE = (1.3, 0.1)
-FAILURES_PER_YEAR = 0.35
-FAILURE_RESOLVED_PROB = 0.55
-ONE_TIME_LINGER_DAYS = 21.0
-# Engagement fades over the weeks before a customer stops buying: the early warning to learn.
-DECLINE_DAYS = 60.0
-DECLINE_FACTOR = 0.1
-AFTER_DEATH_FACTOR = 0.05
-
-MONTH_SEASONALITY = np.array([0.9, 0.85, 1.0, 1.0, 1.0, 0.8, 0.75, 0.8, 1.0, 1.05, 1.5, 1.6])
-CATEGORY_PRICE = np.array([2.2, 0.45, 1.0, 1.3, 0.7, 0.5])
-CATEGORY_MARGIN = np.array([0.23, 0.30, 0.41, 0.35, 0.33, 0.24])
-CATEGORY_REFUND_PROB = np.array([0.025, 0.010, 0.035, 0.015, 0.015, 0.008])
-DISCOUNT_FRACTIONS = np.array([0.10, 0.15, 0.20, 0.25, 0.30, 0.40])
-UPGRADE_PRICE = 3.0
-
-
-@dataclass(frozen=True)
-class _Population:
-    """Per-customer latent parameters; time is in days since the start of the data period."""
-
-    archetype: IntArray
-    segment: IntArray
-    region: IntArray
-    acquisition: IntArray
-    purchase_channel: IntArray
-    message_channel: IntArray
-    favourite_category: IntArray
-    content_user: BoolArray
-    first_purchase: FloatArray
-    signup: FloatArray
-    death: FloatArray
-    failure: FloatArray
-    failure_resolved: BoolArray
-    upgrade: FloatArray
-    spend_scale: FloatArray
-    gap_mean: FloatArray
-
-
-@dataclass(frozen=True)
-class _Period:
-    """The data period and its seasonal clock."""
-
-    start_us: int
-    days: float
-    seconds: int
-    grid: FloatArray
-    clock: FloatArray
-    month: IntArray
-
-    def warp(self, t: FloatArray) -> FloatArray:
-        """Seasonal time: one unit is one average day of shopping intensity."""
-        return np.interp(t, self.grid, self.clock)
-
-    def unwarp(self, w: FloatArray) -> FloatArray:
-        """Calendar days from seasonal time (the clock is strictly increasing)."""
-        return np.interp(w, self.clock, self.grid)
-
-    def months(self, t: FloatArray) -> IntArray:
-        """Calendar month (0 = January) of each time in the period."""
-        return self.month[np.floor(t).astype(np.int64)]
 
 
 def generate_tables(
@@ -215,7 +105,7 @@ def generate_tables(
     customer_ids = _ids("C", n_customers)
     # Each table becomes a frame before the next is drawn, so its arrays are freed early.
     transactions = _draw_transactions(rng, people, period).frame(customer_ids, period)
-    events = _draw_events(rng, people, period).frame(customer_ids, period)
+    events = draw_events(rng, people, period).frame(customer_ids, period)
     return Tables(
         transactions=transactions,
         customers=_customers_frame(people, customer_ids, period),
@@ -223,7 +113,7 @@ def generate_tables(
     )
 
 
-def _period(end: pd.Timestamp, years: float) -> _Period:
+def _period(end: pd.Timestamp, years: float) -> Period:
     """The data period ending at `end` with a daily grid of the seasonal clock."""
     if end.tzinfo is not None:
         end = end.tz_convert("UTC").tz_localize(None)
@@ -235,7 +125,7 @@ def _period(end: pd.Timestamp, years: float) -> _Period:
     month = day_us.view("datetime64[us]").astype("datetime64[M]").astype(np.int64) % 12
     intensity = MONTH_SEASONALITY[month]
     clock = np.concatenate([[0.0], np.cumsum(intensity / MONTH_SEASONALITY.mean())])
-    return _Period(
+    return Period(
         start_us=start_us,
         days=days,
         seconds=seconds,
@@ -257,7 +147,7 @@ def _draw_by_group(rng: np.random.Generator, groups: IntArray, table: FloatArray
     return lookup[groups * cells + rng.integers(0, cells, groups.size)]
 
 
-def _draw_population(rng: np.random.Generator, n: int, period: _Period) -> _Population:
+def _draw_population(rng: np.random.Generator, n: int, period: Period) -> Population:
     """Hidden per-customer parameters: archetype, profile, rhythm, churn time and failure."""
     archetype = rng.choice(len(ARCHETYPES), size=n, p=ARCHETYPE_SHARES)
     segment = _draw_by_group(rng, archetype, SEGMENT_BY_ARCHETYPE)
@@ -311,7 +201,7 @@ def _draw_population(rng: np.random.Generator, n: int, period: _Period) -> _Popu
     )
     active_span = np.minimum(first_purchase + life, period.days) - first_purchase
     upgrade = np.where(upgrades, first_purchase + rng.uniform(0.15, 0.85, n) * active_span, np.inf)
-    return _Population(
+    return Population(
         archetype=archetype,
         segment=segment,
         region=region,
@@ -331,27 +221,8 @@ def _draw_population(rng: np.random.Generator, n: int, period: _Period) -> _Popu
     )
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """Column arrays of a table before the ids and labels become strings."""
-
-    customer: IntArray
-    t: FloatArray
-    columns: dict[str, object]
-    names: list[str]
-
-    def frame(self, customer_ids: pa.Array, period: _Period) -> pd.DataFrame:
-        """The contract frame: ids and labels as `str`, times as `datetime64[us]`."""
-        data: dict[str, object] = {
-            "customer_id": _strings(customer_ids, self.customer),
-            "ts": _timestamps(period, self.t),
-        }
-        data.update(self.columns)
-        return pd.DataFrame(data)[self.names]
-
-
 def _draw_orders(
-    rng: np.random.Generator, people: _Population, period: _Period
+    rng: np.random.Generator, people: Population, period: Period
 ) -> tuple[IntArray, FloatArray]:
     """Order times per customer: a gamma renewal process in seasonal time until churn."""
     n = people.archetype.size
@@ -380,7 +251,7 @@ def _draw_orders(
     return customer, np.minimum(t, np.nextafter(period.days, 0.0))
 
 
-def _draw_transactions(rng: np.random.Generator, people: _Population, period: _Period) -> _Rows:
+def _draw_transactions(rng: np.random.Generator, people: Population, period: Period) -> Rows:
     """Order lines and refunds, in a deterministic shuffled row order."""
     order_customer, order_t = _draw_orders(rng, people, period)
     # Order ids follow time, as an order counter would.
@@ -437,227 +308,24 @@ def _draw_transactions(rng: np.random.Generator, people: _Population, period: _P
     line_order = order[rows]
     columns: dict[str, object] = {
         "amount": np.round(amount[rows] * sign, 2),
-        "order_id": _strings(_ids("O", n_orders, width=8), line_order),
+        "order_id": strings(_ids("O", n_orders, width=8), line_order),
         "margin": np.round(margin[rows] * sign, 2),
-        "category": _strings(pa.array(CATEGORIES), category[rows]),
+        "category": strings(pa.array(CATEGORIES), category[rows]),
         "discount": np.where(sign > 0, discount[rows], 0.0),
-        "channel": _strings(pa.array(PURCHASE_CHANNELS), order_channel[line_order]),
+        "channel": strings(pa.array(PURCHASE_CHANNELS), order_channel[line_order]),
     }
-    return _Rows(customer[rows], t, columns, TRANSACTIONS.column_names)
+    return Rows(customer[rows], t, columns, TRANSACTIONS.column_names)
 
 
-@dataclass
-class _EventBuffer:
-    """Event columns gathered part by part, then concatenated once."""
-
-    customer: list[IntArray]
-    t: list[FloatArray]
-    code: list[IntArray]
-    value: list[FloatArray]
-    channel: list[IntArray]
-
-    def add(
-        self,
-        name: str,
-        customer: IntArray,
-        t: FloatArray,
-        value: FloatArray | None = None,
-        channel: IntArray | int = NO_CHANNEL,
-    ) -> None:
-        """Append events of one name."""
-        size = customer.size
-        self.customer.append(customer)
-        self.t.append(t)
-        self.code.append(np.full(size, EVENT_CODE[name], dtype=np.int64))
-        self.value.append(np.full(size, np.nan) if value is None else value.astype(np.float64))
-        self.channel.append(np.broadcast_to(np.asarray(channel, dtype=np.int64), size))
-
-
-def _poisson_times(
-    rng: np.random.Generator, rate: FloatArray, lo: FloatArray, hi: FloatArray
-) -> tuple[IntArray, FloatArray]:
-    """Events of a homogeneous Poisson process per customer on [lo, hi) (rate per day)."""
-    span = np.maximum(hi - lo, 0.0)
-    counts = rng.poisson(rate * span)
-    customer = np.repeat(np.arange(rate.size), counts)
-    t = lo[customer] + rng.random(customer.size) * span[customer]
-    return customer, t
-
-
-def _visible_signup(people: _Population) -> FloatArray:
-    """Signup times clipped to the start of the period, which no event row precedes."""
-    return np.maximum(people.signup, 0.0)
-
-
-def _phased_times(
-    rng: np.random.Generator,
-    rate: FloatArray,
-    people: _Population,
-    period: _Period,
-    decline: float,
-    after: float,
-) -> tuple[IntArray, FloatArray]:
-    """Events at `rate` while active, `decline` x rate in the last weeks, `after` x once gone."""
-    end = np.full(rate.size, period.days)
-    begin = _visible_signup(people)
-    alive_end = np.minimum(people.death, end)
-    fade = np.clip(people.death - DECLINE_DAYS, begin, alive_end)
-    parts = [
-        _poisson_times(rng, rate, begin, fade),
-        _poisson_times(rng, rate * decline, fade, alive_end),
-        _poisson_times(rng, rate * after, alive_end, end),
-    ]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def _draw_events(rng: np.random.Generator, people: _Population, period: _Period) -> _Rows:
-    """Engagement, messaging, support and survey events, in a shuffled row order."""
-    n = people.archetype.size
-    arch = people.archetype
-    days = period.days
-    buf = _EventBuffer([], [], [], [], [])
-    alive_end = np.minimum(people.death, days)
-    app_user = people.purchase_channel == APP
-
-    def web_or_app(customer: IntArray) -> IntArray:
-        home = np.where(app_user[customer], APP, WEB)
-        return np.where(rng.random(customer.size) < 0.85, home, APP + WEB - home)
-
-    activity = SESSIONS_PER_MONTH[arch] * rng.lognormal(0.0, 0.4, n) / DAYS_PER_MONTH
-    activity = activity * np.where(app_user, 1.5, 1.0) * np.where(people.content_user, 1.2, 1.0)
-    for name, scale in (("session", 1.0), ("product_view", 0.25), (CUSTOM_EVENT, 0.08)):
-        c, t = _phased_times(
-            rng, activity * scale, people, period, DECLINE_FACTOR, AFTER_DEATH_FACTOR
-        )
-        value = rng.lognormal(np.log(6.0), 0.7, c.size) if name == "session" else None
-        buf.add(name, c, t, value, web_or_app(c))
-    content_rate = np.where(people.content_user, 0.5 / DAYS_PER_MONTH, 0.0)
-    c, t = _phased_times(rng, content_rate, people, period, DECLINE_FACTOR, AFTER_DEATH_FACTOR)
-    buf.add("content_view", c, t, None, web_or_app(c))
-
-    # Each customer answers one messaging channel; the others barely.
-    for channel, name in ((EMAIL, "email_open"), (SMS, "sms_click"), (PUSH, "push_open")):
-        preferred = people.message_channel == channel
-        rate = np.where(preferred, 0.35, 0.03) / DAYS_PER_MONTH
-        if channel == PUSH:
-            rate = np.where(app_user, rate, 0.0)
-        c, t = _phased_times(rng, rate, people, period, 0.5, 0.15)
-        buf.add(name, c, t, None, len(PURCHASE_CHANNELS) + channel)
-        if channel == EMAIL:
-            click = rng.random(c.size) < np.where(preferred[c], 0.3, 0.05)
-            click_t = t[click] + rng.uniform(0.0, 0.02, int(click.sum()))
-            buf.add("email_click", c[click], click_t, None, len(PURCHASE_CHANNELS) + EMAIL)
-
-    _add_support(rng, buf, people, days, alive_end)
-
-    c, t = _poisson_times(
-        rng, REFERRALS_PER_YEAR[arch] / DAYS_PER_YEAR, people.first_purchase, alive_end
-    )
-    buf.add("referral", c, t)
-    late_rate = PAYMENT_LATE_PER_YEAR[arch] / DAYS_PER_YEAR
-    c, t = _phased_times(rng, late_rate, people, period, 4.0, 0.0)
-    buf.add("payment_late", c, t, np.round(rng.lognormal(np.log(40.0), 0.5, c.size), 2))
-
-    customer = np.concatenate(buf.customer)
-    t = np.concatenate(buf.t)
-    keep = t < days
-    shuffle = rng.permutation(np.flatnonzero(keep))
-    channel_codes = np.concatenate(buf.channel)[shuffle]
-    columns: dict[str, object] = {
-        "event": _strings(pa.array(EVENT_NAMES), np.concatenate(buf.code)[shuffle]),
-        "value": np.concatenate(buf.value)[shuffle],
-        "channel": _strings(pa.array(EVENT_CHANNELS), channel_codes),
-    }
-    return _Rows(customer[shuffle], t[shuffle], columns, EVENTS.column_names)
-
-
-def _add_support(
-    rng: np.random.Generator,
-    buf: _EventBuffer,
-    people: _Population,
-    days: float,
-    alive_end: FloatArray,
-) -> None:
-    """Tickets, resolutions, complaints and surveys; unresolved failures precede churn."""
-    n = people.archetype.size
-    routine_c, routine_t = _poisson_times(
-        rng, np.full(n, 0.3 / DAYS_PER_YEAR), people.first_purchase, alive_end
-    )
-    failed = np.flatnonzero(people.failure < days)
-    ticket_c = np.concatenate([routine_c, failed])
-    ticket_t = np.concatenate([routine_t, people.failure[failed]])
-    serious = np.concatenate([np.zeros(routine_c.size, bool), np.ones(failed.size, bool)])
-    resolved = np.concatenate([rng.random(routine_c.size) < 0.93, people.failure_resolved[failed]])
-    resolve_days = rng.exponential(np.where(serious, 4.0, 1.5))
-    resolved_t = ticket_t + resolve_days
-    buf.add("support_ticket", ticket_c, ticket_t)
-    done = resolved & (resolved_t < days)
-    buf.add("ticket_resolved", ticket_c[done], resolved_t[done])
-
-    # Complaints mostly follow a failure nobody fixed.
-    complain = serious & (rng.random(ticket_c.size) < np.where(resolved, 0.1, 0.65))
-    complaint_t = ticket_t[complain] + rng.exponential(6.0, int(complain.sum()))
-    buf.add("complaint", ticket_c[complain], complaint_t)
-    # Some customers who are about to leave say so first, without a ticket.
-    leaving = np.flatnonzero(
-        (people.death < days) & (people.archetype != ONE_TIME) & (rng.random(n) < 0.15)
-    )
-    warned_t = people.death[leaving] - rng.uniform(0.0, DECLINE_DAYS, leaving.size)
-    warned = warned_t > people.first_purchase[leaving]
-    buf.add("complaint", leaving[warned], warned_t[warned])
-
-    survey_t = np.where(resolved, resolved_t, ticket_t + 7.0) + rng.exponential(1.0, ticket_c.size)
-    slow = resolve_days > 3.0
-    csat_mean = np.where(resolved, np.where(slow, 3.2, 4.4), 1.8)
-    asked = rng.random(ticket_c.size) < np.where(resolved, 0.6, 0.3)
-    csat = np.clip(np.rint(rng.normal(csat_mean, 0.7)), 1, 5)
-    buf.add("csat", ticket_c[asked], survey_t[asked], csat[asked])
-    ces_mean = np.where(resolved, np.where(slow, 4.5, 6.0), 2.5)
-    asked = rng.random(ticket_c.size) < 0.4
-    ces = np.clip(np.rint(rng.normal(ces_mean, 1.0)), 1, 7)
-    buf.add("ces", ticket_c[asked], survey_t[asked], ces[asked])
-
-    # NPS: periodic surveys plus one soon after a serious failure. Scores drop after an
-    # unresolved failure and in the two months before a customer stops buying.
-    periodic_c, periodic_t = _poisson_times(
-        rng, np.full(n, 0.6 / DAYS_PER_YEAR), _visible_signup(people), alive_end
-    )
-    asked = rng.random(failed.size) < 0.5
-    leaving = np.flatnonzero(
-        (people.death < days)
-        & (people.archetype != ONE_TIME)
-        & (rng.random(n) < 0.2)
-        & (people.death - people.signup > 60.0)
-    )
-    nps_c = np.concatenate([periodic_c, failed[asked], leaving])
-    nps_t = np.concatenate(
-        [
-            periodic_t,
-            people.failure[failed[asked]] + rng.exponential(5.0, int(asked.sum())),
-            people.death[leaving] - rng.uniform(0.0, 60.0, leaving.size),
-        ]
-    )
-    after_failure = nps_t > people.failure[nps_c]
-    unresolved = ~people.failure_resolved[nps_c]
-    mean = (
-        NPS_MEAN[people.archetype[nps_c]]
-        + np.where(people.content_user[nps_c], 0.5, 0.0)
-        - np.where(after_failure, np.where(unresolved, 3.5, 1.0), 0.0)
-        - np.where(nps_t > people.death[nps_c] - 60.0, 3.0, 0.0)
-    )
-    nps = np.clip(np.rint(rng.normal(mean, 1.4)), 0, 10)
-    buf.add("nps", nps_c, nps_t, nps)
-
-
-def _customers_frame(people: _Population, customer_ids: pa.Array, period: _Period) -> pd.DataFrame:
+def _customers_frame(people: Population, customer_ids: pa.Array, period: Period) -> pd.DataFrame:
     """The customers table, one row per customer sorted by id."""
     return pd.DataFrame(
         {
-            "customer_id": _strings(customer_ids, np.arange(people.archetype.size)),
-            "signup_ts": _timestamps(period, people.signup),
-            "segment": _strings(pa.array(SEGMENTS), people.segment),
-            "acquisition_channel": _strings(pa.array(ACQUISITION_CHANNELS), people.acquisition),
-            "region": _strings(pa.array(REGIONS), people.region),
+            "customer_id": strings(customer_ids, np.arange(people.archetype.size)),
+            "signup_ts": timestamps(period, people.signup),
+            "segment": strings(pa.array(SEGMENTS), people.segment),
+            "acquisition_channel": strings(pa.array(ACQUISITION_CHANNELS), people.acquisition),
+            "region": strings(pa.array(REGIONS), people.region),
         }
     )[CUSTOMERS.column_names]
 
@@ -667,17 +335,3 @@ def _ids(prefix: str, n: int, width: int = 7) -> pa.Array:
     digits = max(width, len(str(n)))
     numbers = pc.cast(pa.array(np.arange(1, n + 1, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(prefix, pc.utf8_lpad(numbers, digits, "0"), "")
-
-
-def _strings(vocabulary: pa.Array, codes: IntArray) -> pd.arrays.ArrowStringArray:
-    """A pandas `str` array of `vocabulary[codes]`; negative codes become missing."""
-    indices = pa.array(codes, mask=codes < 0) if codes.size else pa.array([], pa.int64())
-    taken = vocabulary.take(indices)
-    return pd.array(taken, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
-
-
-def _timestamps(period: _Period, t: FloatArray) -> pd.DatetimeIndex:
-    """Naive UTC `datetime64[us]` stamps, floored to the second, from days since the start."""
-    seconds = np.minimum(np.floor(np.asarray(t) * DAY_SECONDS), period.seconds - 1)
-    micros = period.start_us + seconds.astype(np.int64) * 1_000_000
-    return pd.DatetimeIndex(micros.view("datetime64[us]"))

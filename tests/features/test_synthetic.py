@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 import features.synthetic as generate
+import features.synthetic_events as generate_events
+import features.synthetic_world as world
 from features.schema import CUSTOMERS, EVENTS, KNOWN_EVENTS, TRANSACTIONS, Tables, TableSpec
 from features.synthetic import generate_tables
 
@@ -48,7 +50,10 @@ def without() -> Callable[[str], Tables]:
         if effect not in cache:
             with pytest.MonkeyPatch.context() as patch:
                 for name, value in COUNTERFACTUALS[effect].items():
-                    patch.setattr(generate, name, value)
+                    # Each generator module holds its own reference to the world's value.
+                    for module in (world, generate, generate_events):
+                        if hasattr(module, name):
+                            patch.setattr(module, name, value)
                 cache[effect] = generate_tables(N_STRUCTURE, seed=11)
         return cache[effect]
 
@@ -210,7 +215,7 @@ def test_vocabularies(big: Tables) -> None:
     assert big.customers is not None
     tx, customers = big.transactions, big.customers
     assert set(tx["channel"].unique()) == {"app", "web", "store"}
-    assert set(tx["category"].unique()) == set(generate.CATEGORIES)
+    assert set(tx["category"].unique()) == set(world.CATEGORIES)
     segments = {"student", "parent", "tech_fan", "professional", "retiree"}
     assert set(customers["segment"].unique()) == segments
     assert customers["acquisition_channel"].nunique() >= 4
