@@ -19,7 +19,7 @@ from features.build import feature_columns
 from features.rfm import Columns
 from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
 from serving.online.schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
-from serving.store import score_records
+from serving.store.rows import score_records
 
 if TYPE_CHECKING:
     from serving.online.champion import Champion

@@ -33,7 +33,8 @@ from serving.online.schema import (
     Timestamp,
     duplicate_ids,
 )
-from serving.store import ScoreStore, StoreError
+from serving.store.database import ScoreStore
+from serving.store.tables import StoreError
 
 log = logging.getLogger("vafa.service")
 

@@ -28,7 +28,7 @@ from features.schema import Tables
 from serving.online.requests import request_tables
 from serving.online.schema import EXAMPLE_REQUEST, MAX_CUSTOMERS, CustomerHistory
 from serving.scoring.scorer import Scorer
-from serving.store import ScoreStore
+from serving.store.database import ScoreStore
 from tests.serving.online.service_server import Server, register, start_server, train_small
 from training.registry import promote
 from training.train import TrainResult
