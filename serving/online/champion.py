@@ -1,7 +1,8 @@
 """The served champion: loaded beside the old one, checked, then swapped in whole.
 
 A request takes one reference and keeps it, so it sees one model version from start to end
-(docs/online.md, "Champion reload").
+(docs/online.md, "Champion reload"). The registry is only ever asked from a background
+thread, one check at a time: a registry that is slow or down never holds a request.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from serving.online.config import DEFAULT_POLL_SECONDS
-from serving.online.requests import default_as_of, score_customers
+from serving.online.requests import clock_as_of, score_customers
 from serving.scoring.scorer import Scorer
 
 log = logging.getLogger("vafa.service")
@@ -33,7 +35,7 @@ class Champion:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC)
 
 
 def describe(exc: BaseException) -> str:
@@ -63,7 +65,7 @@ def load_champion(alias: str) -> Champion:
     scorer = Scorer(bundle, version, num_threads=1)
     scorer.prepare()
     champion = Champion(scorer, version, _utcnow())
-    score_customers(champion, example_customers(), default_as_of())
+    score_customers(champion, example_customers(), clock_as_of())
     return champion
 
 
@@ -72,7 +74,9 @@ class ChampionHolder:
 
     `refresh` is the only writer (one at a time); readers take `current` once per request.
     A registry that cannot be reached or a model that fails to load leaves the current one
-    serving and is recorded in `status` and the log.
+    serving and is recorded in `error` and the log. `check` runs `refresh` in a background
+    thread, joining the check already running if there is one; `start` loads the champion
+    that way at once, then follows the alias.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class ChampionHolder:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._check_lock = threading.Lock()
+        self._check: Future[str | None] | None = None
         self.last_check: dt.datetime | None = None
         self.error: str | None = None
         self.swaps = 0
@@ -126,6 +132,35 @@ class ChampionHolder:
             )
             return True
 
+    def check(self) -> Future[str | None]:
+        """`refresh` in a background thread, or the one already running; its error, if any.
+
+        The future's result is the error the check ended with (None: the alias was read and
+        the champion is its version). Waiting on it is the caller's choice: the check goes on
+        whether anyone waits or not.
+        """
+        with self._check_lock:
+            if self._check is not None and not self._check.done():
+                return self._check
+            running: Future[str | None] = Future()
+            self._check = running
+
+        def run() -> None:
+            try:
+                self.refresh()
+                running.set_result(self.error)
+            except BaseException as exc:  # never leave a waiter hanging
+                running.set_exception(exc)
+
+        threading.Thread(target=run, name="vafa-champion-check", daemon=True).start()
+        return running
+
+    @property
+    def checking(self) -> bool:
+        """A registry check is running now."""
+        check = self._check
+        return check is not None and not check.done()
+
     def _failed(self, message: str) -> bool:
         self.error = message
         self.failures += 1
@@ -135,15 +170,31 @@ class ChampionHolder:
         return False
 
     def start(self) -> None:
-        """Check the alias every `poll_seconds` in a background thread (0: never)."""
-        if self.poll_seconds <= 0 or self._thread is not None:
+        """Load the champion in the background now, then check the alias every `poll_seconds`.
+
+        Returns at once: the service answers (not ready) while the registry is asked.
+        `poll_seconds` 0 checks only at start and on `check`.
+        """
+        if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._poll, name="vafa-champion", daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            self.refresh()
+        self._wait_for(self.check())
+        while self.poll_seconds > 0 and not self._stop.wait(self.poll_seconds):
+            self._wait_for(self.check())
+
+    def _wait_for(self, check: Future[str | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                check.result(timeout=1.0)
+                return
+            except TimeoutError:
+                continue
+            except Exception:
+                log.exception("checking the champion failed")
+                return
 
     def stop(self) -> None:
         """End the polling thread."""

@@ -1,7 +1,8 @@
 """One thread builds features and scores; the requests that arrive meanwhile go in its next call.
 
 Most of a call's cost is fixed, so batching is where the throughput is (docs/online.md,
-"The batching queue").
+"The batching queue"). A call, a round, scores at most about `ROUND_ROWS` rows: a large
+request is scored in parts over several rounds, so small requests never wait behind it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ import pandas as pd
 
 from serving.online.champion import Champion, ChampionHolder
 from serving.online.config import DEFAULT_BATCH_WAIT_MS
-from serving.online.requests import request_shape, score_requests
-from serving.online.schema import CustomerHistory, ScoreResponse
+from serving.online.requests import RequestShape, request_shape, score_requests
+from serving.online.responses import IgnoredRows, ScoreResponse
+from serving.online.schema import CustomerHistory
 
 log = logging.getLogger("vafa.service")
 
-BATCH_CUSTOMERS = 2000  # a queue call takes waiting requests up to about this many customers
+# A round takes waiting requests (or parts of one) up to about this many rows and customers,
+# so that a round stays short (docs/online.md, "The batching queue").
+ROUND_ROWS = 20_000
+ROUND_CUSTOMERS = 500
 # The longest gap between two arrivals a call waits for (why 5 ms: docs/online.md).
 ARRIVAL_GAP_SECONDS = 0.005
 
@@ -34,14 +39,72 @@ class NotReadyError(RuntimeError):
     """No model is loaded yet."""
 
 
-@dataclass
+def _rows(customer: CustomerHistory) -> int:
+    return len(customer.transactions) + len(customer.events or ()) + 1
+
+
+@dataclass(eq=False)
 class _Job:
+    """One request; a large one is scored in parts, each in a round, all by one champion."""
+
     customers: list[CustomerHistory]
     as_of: pd.Timestamp
     future: Future[ScoreResponse] = field(default_factory=Future)
+    parts: deque[list[CustomerHistory]] | None = None  # split on its first round
+    shape: RequestShape | None = None
+    champion: Champion | None = None  # pinned on its first round
+    answers: list[ScoreResponse] = field(default_factory=list)
+    failure: Exception | None = None
+
+    def next_part(self, round_rows: int, round_customers: int) -> list[CustomerHistory]:
+        """The customers to score in this round (the whole request, if it fits one)."""
+        if self.parts is None:
+            self.shape = request_shape(self.customers)
+            self.parts = deque(_split(self.customers, round_rows, round_customers))
+        return self.parts.popleft()
+
+    @property
+    def finished(self) -> bool:
+        """Failed, or every part answered."""
+        return self.failure is not None or (self.parts is not None and not self.parts)
 
 
-ScoreRequests = Callable[[Champion, list[list[CustomerHistory]], pd.Timestamp], list[ScoreResponse]]
+def _split(
+    customers: list[CustomerHistory], round_rows: int, round_customers: int
+) -> list[list[CustomerHistory]]:
+    """Consecutive runs of customers within a round's rows and customers (a big one alone)."""
+    parts: list[list[CustomerHistory]] = [[]]
+    rows = 0
+    for customer in customers:
+        size = _rows(customer)
+        if parts[-1] and (rows + size > round_rows or len(parts[-1]) >= round_customers):
+            parts.append([])
+            rows = 0
+        parts[-1].append(customer)
+        rows += size
+    return parts
+
+
+def _merged(answers: list[ScoreResponse]) -> ScoreResponse:
+    """One answer from the answers of a request's parts, in order."""
+    if len(answers) == 1:
+        return answers[0]
+    first = answers[0]
+    return ScoreResponse.model_construct(
+        model_version=first.model_version,
+        as_of=first.as_of,
+        as_of_from=first.as_of_from,
+        scores=[row for answer in answers for row in answer.scores],
+        unscored=[u for answer in answers for u in answer.unscored],
+        ignored_rows=IgnoredRows(
+            transactions=sum(a.ignored_rows.transactions for a in answers),
+            events=sum(a.ignored_rows.events for a in answers),
+        ),
+    )
+
+
+ScoreRequests = Callable[..., list[ScoreResponse]]
+Piece = tuple[_Job, list[CustomerHistory]]
 
 
 class ScoringQueue:
@@ -59,18 +122,25 @@ class ScoringQueue:
 
     A lone client pays nothing: after a cycle of one request nothing waits. `metrics` counts
     calls and requests, so the mean batch is visible in production.
+
+    A call scores at most about `round_rows` rows and `round_customers` customers. A larger
+    request is split into parts; after each part it goes to the back of the line, so requests
+    that came meanwhile are scored in the next round, not after the whole of it. Its parts
+    are all scored by the champion of its first round, and answered together.
     """
 
     def __init__(
         self,
         holder: ChampionHolder,
-        batch_customers: int = BATCH_CUSTOMERS,
+        round_rows: int = ROUND_ROWS,
+        round_customers: int = ROUND_CUSTOMERS,
         max_wait: float = DEFAULT_BATCH_WAIT_MS / 1000,
         arrival_gap: float = ARRIVAL_GAP_SECONDS,
         score: ScoreRequests | None = None,
     ) -> None:
         self._holder = holder
-        self._batch_customers = batch_customers
+        self._round_rows = round_rows
+        self._round_customers = round_customers
         self._max_wait = max_wait
         self._arrival_gap = min(arrival_gap, max_wait)
         self._score_requests = score or score_requests
@@ -117,19 +187,26 @@ class ScoringQueue:
     def _run(self) -> None:
         while self._waiting or self._fetch(None):
             batch = self._collect()
-            answers = self._score(batch)
+            if not batch:
+                continue
+            self._score(batch)
             while self._fetch(0):  # those who came while the call worked
                 pass
+            jobs = list({id(job): job for job, _ in batch}.values())
             # The clients in play: those just scored and those who came meanwhile. Counted
             # before the answers go out: a request that follows an answer is its client again.
-            self._expected = len(batch) + len(self._waiting)
+            self._expected = len(jobs) + sum(1 for job in self._waiting if job not in jobs)
             self.calls += 1
-            self.requests += len(batch)
-            for job, answer in answers:
-                if isinstance(answer, Exception):
-                    job.future.set_exception(answer)
+            for job in jobs:
+                if job.future.done() or not job.finished:
+                    continue
+                self.requests += 1
+                job.customers, job.parts = [], None  # its rows go as soon as its caller is done
+                if job.failure is not None:
+                    job.future.set_exception(job.failure)
                 else:
-                    job.future.set_result(answer)
+                    job.future.set_result(_merged(job.answers))
+            del batch, jobs  # a large request's rows are not kept alive until the next round
 
     def _fetch(self, timeout: float | None) -> bool:
         """Move the next hand-over into `_waiting`; False if none came or the queue closes.
@@ -148,45 +225,66 @@ class ScoringQueue:
         self._waiting.extend(jobs)
         return True
 
-    def _collect(self) -> list[_Job]:
-        """The jobs waiting, then those coming soon while fewer than expected, to a call's size."""
-        batch: list[_Job] = []
-        size = 0
+    def _collect(self) -> list[Piece]:
+        """The jobs waiting, then those coming soon while fewer than expected, to a round's size.
+
+        A job with parts left goes back to the end of the line, behind those waiting now.
+        """
+        batch: list[Piece] = []
+        taken: set[int] = set()  # the jobs of this round
+        rows = customers = 0
         deadline = time.monotonic() + self._max_wait
-        while size < self._batch_customers:
+        while rows < self._round_rows and customers < self._round_customers:
             if not self._waiting and not self._fetch(0):
                 # Wait while fewer than expected came, or while the event loop's current turn
                 # holds requests it has parsed and will hand over when the turn ends.
                 wait = min(self._arrival_gap, deadline - time.monotonic())
-                if wait <= 0 or (len(batch) >= self._expected and not self._parsed):
+                if wait <= 0 or (len(taken) >= self._expected and not self._parsed):
                     break
                 if not self._fetch(wait) and not self._parsed:
                     break
                 continue
             job = self._waiting.popleft()
-            batch.append(job)
-            size += len(job.customers)
+            if job.failure is not None or job.future.done():
+                continue  # an earlier part failed, or its client gave up: the rest is not scored
+            part = job.next_part(self._round_rows, self._round_customers)
+            batch.append((job, part))
+            taken.add(id(job))
+            rows += sum(_rows(c) for c in part)
+            customers += len(part)
+            if job.parts:
+                self._waiting.append(job)
         return batch
 
-    def _score(self, batch: list[_Job]) -> list[tuple[_Job, ScoreResponse | Exception]]:
-        """Each job's answer or error."""
-        champion = self._holder.current  # one version for the whole call
-        if champion is None:
-            return [(job, NotReadyError("no model loaded yet")) for job in batch]
-        groups: dict[tuple[object, ...], list[_Job]] = {}
-        for job in batch:
-            groups.setdefault((job.as_of, *request_shape(job.customers)), []).append(job)
-        return [answer for jobs in groups.values() for answer in self._score_group(champion, jobs)]
+    def _score(self, batch: list[Piece]) -> None:
+        """Score the round's parts, each job's answers or failure recorded on the job."""
+        current = self._holder.current  # one version for the jobs this round starts
+        groups: dict[tuple[object, ...], list[Piece]] = {}
+        for job, part in batch:
+            if job.champion is None:
+                if current is None:
+                    job.failure = NotReadyError("no model loaded yet")
+                    continue
+                job.champion = current
+            groups.setdefault((id(job.champion), job.as_of, job.shape), []).append((job, part))
+        for pieces in groups.values():
+            for (job, _), answer in self._score_group(pieces):
+                if isinstance(answer, Exception):
+                    job.failure = answer
+                else:
+                    job.answers.append(answer)
 
-    def _score_group(
-        self, champion: Champion, jobs: list[_Job]
-    ) -> list[tuple[_Job, ScoreResponse | Exception]]:
-        """Jobs of one shape in one call; if that fails, each alone: one must not fail others."""
+    def _score_group(self, pieces: list[Piece]) -> list[tuple[Piece, ScoreResponse | Exception]]:
+        """Parts alike in one call; if that fails, each alone: one must not fail the others."""
+        job = pieces[0][0]
+        assert job.champion is not None
         try:
-            results = self._score_requests(champion, [j.customers for j in jobs], jobs[0].as_of)
+            results = self._score_requests(
+                job.champion, [part for _, part in pieces], job.as_of, job.shape
+            )
         except Exception:
-            if len(jobs) > 1:
-                return [answer for job in jobs for answer in self._score_group(champion, [job])]
+            if len(pieces) > 1:
+                return [answer for piece in pieces for answer in self._score_group([piece])]
             log.exception("scoring failed")
-            return [(jobs[0], RuntimeError("scoring failed"))]
-        return list(zip(jobs, results, strict=True))
+            return [(pieces[0], RuntimeError("scoring failed"))]
+        return list(zip(pieces, results, strict=True))

@@ -17,8 +17,16 @@ import pyarrow.compute as pc
 
 from features.build import feature_columns
 from features.rfm import Columns
-from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec
-from serving.online.schema import CustomerHistory, IgnoredRows, ScoreResponse, Unscored
+from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec, latest_as_of
+from serving.online.responses import (
+    IgnoredRows,
+    ScoreResponse,
+    Unscored,
+    utc,
+    utc_text,
+    zoned,
+)
+from serving.online.schema import CustomerHistory
 from serving.store.rows import score_records
 
 if TYPE_CHECKING:
@@ -27,10 +35,15 @@ if TYPE_CHECKING:
 NO_TRANSACTION = "no transaction before as_of"
 
 
-def default_as_of(now: dt.datetime | None = None) -> pd.Timestamp:
-    """Tomorrow, 00:00 UTC: everything up to now counts, as `vafa score` counts the last day."""
-    today = pd.Timestamp(now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).normalize()
-    return (today + pd.Timedelta(days=1)).as_unit("us")
+def clock_as_of(now: dt.datetime | None = None) -> pd.Timestamp:
+    """`/score`'s as-of when none is given: tomorrow 00:00 UTC, so everything up to now counts.
+
+    `features.schema.latest_as_of`, the latest as-of the batch takes. The batch's default, the
+    day after the data's last transaction, is that same day for a nightly feed that runs
+    through today; applied to one customer's rows it would score them as of their own last
+    purchase (recency zero), which no CRM user means.
+    """
+    return latest_as_of(now)
 
 
 def _columns(spec: TableSpec, rows: list[Any]) -> list[str]:
@@ -64,6 +77,37 @@ def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str])
 
 
 @dataclass(frozen=True)
+class RequestShape:
+    """Which tables and columns a request sends: what a data folder of its rows would hold.
+
+    A table is present when any customer sends it (`events: []` is an events table without
+    rows for that customer; leaving `events` out is no events table), and a column when any
+    row gives it. Only requests alike are scored together, and a large request scored in
+    parts keeps the shape of the whole.
+    """
+
+    transactions: tuple[str, ...]
+    has_events: bool
+    events: tuple[str, ...]
+    has_profiles: bool
+    profiles: tuple[str, ...]
+
+
+def request_shape(customers: list[CustomerHistory]) -> RequestShape:
+    """The tables and columns of a request's rows."""
+    tx = [r for c in customers for r in c.transactions]
+    ev = [r for c in customers if "events" in c.model_fields_set for r in c.events or []]
+    profiles = [c.profile for c in customers if c.profile is not None]
+    return RequestShape(
+        transactions=tuple(_columns(TRANSACTIONS, tx)),
+        has_events=any("events" in c.model_fields_set for c in customers),
+        events=tuple(_columns(EVENTS, ev)),
+        has_profiles=any("profile" in c.model_fields_set for c in customers),
+        profiles=tuple(_columns(CUSTOMERS, profiles)),
+    )
+
+
+@dataclass(frozen=True)
 class RequestTables:
     """A request's contract tables as dicts of arrays: what `feature_columns` reads online."""
 
@@ -72,53 +116,33 @@ class RequestTables:
     customers: Columns | None = None
 
 
-def request_tables(customers: list[CustomerHistory], keys: list[str]) -> RequestTables:
+def request_tables(
+    customers: list[CustomerHistory], keys: list[str], shape: RequestShape | None = None
+) -> RequestTables:
     """The contract tables of customers, each under its key (ids stay out of the features).
 
-    A table is present when any customer sends it (`events: []` is an events table without
-    rows for that customer; leaving `events` out is no events table), and a column when any
-    row gives it, as it would be in a data folder holding these rows. Rows stay in the order
-    of `customers`.
+    The tables and columns are `shape`'s (by default, those of these customers' rows, see
+    `RequestShape`). Rows stay in the order of `customers`.
     """
+    shape = shape or request_shape(customers)
     tx_ids, tx_rows, ev_ids, ev_rows, profile_ids, profiles = [], [], [], [], [], []
-    has_events = has_profiles = False
     for key, customer in zip(keys, customers, strict=True):
         tx_ids += [key] * len(customer.transactions)
         tx_rows += customer.transactions
-        if "events" in customer.model_fields_set:
-            has_events = True
-            events = customer.events or []
-            ev_ids += [key] * len(events)
-            ev_rows += events
-        if "profile" in customer.model_fields_set:
-            has_profiles = True
-            if customer.profile is not None:
-                profile_ids.append(key)
-                profiles.append(customer.profile)
+        events = customer.events or []
+        ev_ids += [key] * len(events)
+        ev_rows += events
+        if customer.profile is not None:
+            profile_ids.append(key)
+            profiles.append(customer.profile)
     return RequestTables(
-        transactions=_table(
-            TRANSACTIONS, tx_ids, tx_rows, ["ts", "amount", *_columns(TRANSACTIONS, tx_rows)]
-        ),
-        events=_table(EVENTS, ev_ids, ev_rows, ["ts", "event", *_columns(EVENTS, ev_rows)])
-        if has_events
+        transactions=_table(TRANSACTIONS, tx_ids, tx_rows, ["ts", "amount", *shape.transactions]),
+        events=_table(EVENTS, ev_ids, ev_rows, ["ts", "event", *shape.events])
+        if shape.has_events
         else None,
-        customers=_table(CUSTOMERS, profile_ids, profiles, _columns(CUSTOMERS, profiles))
-        if has_profiles
+        customers=_table(CUSTOMERS, profile_ids, profiles, list(shape.profiles))
+        if shape.has_profiles
         else None,
-    )
-
-
-def request_shape(customers: list[CustomerHistory]) -> tuple[object, ...]:
-    """Which tables and columns a request sends: only requests alike are scored together."""
-    tx = [r for c in customers for r in c.transactions]
-    ev = [r for c in customers if "events" in c.model_fields_set for r in c.events or []]
-    profiles = [c.profile for c in customers if c.profile is not None]
-    return (
-        tuple(_columns(TRANSACTIONS, tx)),
-        any("events" in c.model_fields_set for c in customers),
-        tuple(_columns(EVENTS, ev)),
-        any("profile" in c.model_fields_set for c in customers),
-        tuple(_columns(CUSTOMERS, profiles)),
     )
 
 
@@ -139,16 +163,21 @@ def score_customers(
 
 
 def score_requests(
-    champion: Champion, requests: list[list[CustomerHistory]], as_of: pd.Timestamp
+    champion: Champion,
+    requests: list[list[CustomerHistory]],
+    as_of: pd.Timestamp,
+    shape: RequestShape | None = None,
 ) -> list[ScoreResponse]:
     """Several requests alike (same as_of, tables and columns) in one features and score call.
 
     Customers are keyed by request and position, so two requests may send the same id with
-    different histories, and no customer id reaches the feature code.
+    different histories, and no customer id reaches the feature code. `shape`: the tables and
+    columns to build (by default those of these requests' rows; a part of a large request
+    passes the whole request's). Every row carries the as-of of the answer, in UTC.
     """
     keys = [[f"{r:05d}:{i:05d}" for i in range(len(c))] for r, c in enumerate(requests)]
     tables = request_tables(
-        [c for customers in requests for c in customers], [k for ks in keys for k in ks]
+        [c for customers in requests for c in customers], [k for ks in keys for k in ks], shape
     )
     later_transactions = later_rows(
         tables.transactions, as_of, [sum(len(c.transactions) for c in r) for r in requests]
@@ -167,6 +196,8 @@ def score_requests(
         # in the scores store's encoding: ISO dates, NaN as null.
         scored = scorer.score_columns(features, n, as_of)
         rows = {record["customer_id"]: record for record in score_records(scored)}
+    moment = as_of.to_pydatetime()
+    as_of_text = utc_text(moment)  # one as-of for the answer and its rows
     responses = []
     for customers, request_keys, transactions, events in zip(
         requests, keys, later_transactions, later_events, strict=True
@@ -174,13 +205,17 @@ def score_requests(
         scores, unscored = [], []
         for customer, key in zip(customers, request_keys, strict=True):
             if key in rows:
-                scores.append({**rows[key], "customer_id": customer.customer_id})
+                row = rows[key]
+                row["customer_id"], row["as_of"] = customer.customer_id, as_of_text
+                if "expected_next_order" in row:
+                    row["expected_next_order"] = zoned(row["expected_next_order"])
+                scores.append(row)
             else:
                 unscored.append(Unscored(customer_id=customer.customer_id, reason=NO_TRANSACTION))
         responses.append(
             ScoreResponse(
                 model_version=champion.version,
-                as_of=as_of.to_pydatetime(),
+                as_of=utc(moment),
                 scores=scores,
                 unscored=unscored,
                 ignored_rows=IgnoredRows(transactions=transactions, events=events),

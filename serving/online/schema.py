@@ -1,15 +1,18 @@
-"""The online service's request and response bodies, generated from the contract's table specs.
+"""The online service's request bodies, generated from the contract's table specs.
 
 Built from `features.schema.TABLE_SPECS`, so a column added to the contract is accepted online
 without a second list of fields; values are checked where they enter, with the loader's rules
-and a request body's limits (docs/online.md, "Request bodies").
+and a request body's limits (docs/online.md, "Request bodies"). Unknown fields are refused at
+every level, naming them: a misspelled optional column must not vanish silently. A large
+`/score` body is checked in slices, letting other requests through in between.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Self
 
 from pydantic import (
     AfterValidator,
@@ -19,25 +22,46 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     create_model,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import (
+    ErrorDetails,
+    InitErrorDetails,
+    PydanticCustomError,
+    core_schema,
+    from_json,
+)
 
-from features.schema import CUSTOMERS, EVENTS, SURVEY_RANGES, TRANSACTIONS, Column, TableSpec
+from features.schema import (
+    CUSTOMERS,
+    EARLIEST,
+    EVENTS,
+    LATEST,
+    MAX_ABS_NUMBER,
+    MAX_ID_LENGTH,
+    SURVEY_RANGES,
+    TRANSACTIONS,
+    Column,
+    TableSpec,
+)
 from features.validation import REASON_TIMESTAMP
 
 MAX_CUSTOMERS = 1000
 MAX_ROWS = 10_000
-MAX_ABS_NUMBER = 1e9
 MAX_TEXT = 255
-EARLIEST = dt.datetime(1900, 1, 1)
-LATEST = dt.datetime(2262, 1, 1)
+# A body up to this size is checked at once; a larger one in slices of about `SLICE_ROWS` rows,
+# the event loop free between two (docs/online.md, "Request bodies").
+INLINE_BYTES = 128 * 1024
+SLICE_ROWS = 2000
 
 # Error messages name fields, never values: the values are customer data.
-STRICT = ConfigDict(extra="ignore", hide_input_in_errors=True, str_strip_whitespace=True)
+STRICT = ConfigDict(extra="forbid", hide_input_in_errors=True, str_strip_whitespace=True)
 _ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+_NO_NUL = r"^[^\x00]*$"  # as the loader: the scores store cannot hold a NUL in an id
 
 
 class _IsoText:
@@ -73,10 +97,21 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
 # A row's timestamp may keep its zone: `request_tables` converts whole columns to naive UTC.
 # pydantic-core compares a zoned value's own clock time with the bounds, which is within a
 # day of UTC and well inside pandas' range (1677-2262-04-11) either way.
-RowTimestamp = Annotated[dt.datetime, Field(ge=EARLIEST, lt=LATEST), _IsoText()]
+RowTimestamp = Annotated[
+    dt.datetime,
+    Field(ge=EARLIEST.to_pydatetime(), lt=LATEST.to_pydatetime()),
+    _IsoText(),
+]
 Timestamp = Annotated[RowTimestamp, AfterValidator(_naive_utc)]
 CustomerId = Annotated[
-    str, StringConstraints(strict=True, min_length=1, max_length=MAX_TEXT, strip_whitespace=True)
+    str,
+    StringConstraints(
+        strict=True,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        strip_whitespace=True,
+        pattern=_NO_NUL,
+    ),
 ]
 Text = Annotated[str, StringConstraints(strict=True, max_length=MAX_TEXT, strip_whitespace=True)]
 
@@ -147,60 +182,6 @@ class CustomerHistory(BaseModel):
     profile: Profile | None = None
 
 
-class Unscored(BaseModel):
-    """A customer of the request who gets no score, and why."""
-
-    customer_id: str
-    reason: str
-
-
-class IgnoredRows(BaseModel):
-    """Rows dated at or after as_of: not features (point in time), counted so nothing is silent."""
-
-    transactions: int = 0
-    events: int = 0
-
-
-class ScoreResponse(BaseModel):
-    """Scores of one request, all from one model version, all as of one date."""
-
-    model_version: str
-    as_of: dt.datetime
-    scores: list[dict[str, Any]]
-    unscored: list[Unscored] = Field(default_factory=list)
-    ignored_rows: IgnoredRows = Field(default_factory=IgnoredRows)
-
-
-class LookupResponse(BaseModel):
-    """The latest nightly scores of the ids found; ids never scored are listed, not errors."""
-
-    scores: list[dict[str, Any]]
-    unknown: list[str]
-    latest_run: dt.date | None = None
-
-
-class ModelStatus(BaseModel):
-    """What the service serves and how its last look at the registry went."""
-
-    ready: bool
-    model_version: str | None
-    loaded_at: dt.datetime | None
-    last_check: dt.datetime | None
-    registry_error: str | None
-    store_error: str | None
-
-
-def duplicate_ids(customers: list[CustomerHistory]) -> list[int]:
-    """Positions of customers whose id an earlier customer of the request already has."""
-    seen: set[str] = set()
-    repeated = []
-    for position, customer in enumerate(customers):
-        if customer.customer_id in seen:
-            repeated.append(position)
-        seen.add(customer.customer_id)
-    return repeated
-
-
 # One example: the API's documented default, the start-up check of a new model, the tests'
 # request and the README's curl body.
 EXAMPLE_REQUEST: dict[str, Any] = {
@@ -229,6 +210,185 @@ EXAMPLE_REQUEST: dict[str, Any] = {
         }
     ],
 }
+
+
+Customers = Annotated[
+    list[CustomerHistory],
+    Field(
+        min_length=1,
+        max_length=MAX_CUSTOMERS,
+        description="Each customer with their own rows (contract section 1, no customer_id).",
+        examples=[EXAMPLE_REQUEST["customers"]],
+    ),
+]
+AsOf = Annotated[
+    Timestamp | None,
+    Field(
+        description="Score as of this moment: rows at or after it are ignored (and counted). "
+        "A date means 00:00 UTC; a zoned date-time is converted to UTC. Default: tomorrow "
+        "00:00 UTC by the server's clock, so everything up to now counts (the answer's "
+        "`as_of_from` says which was used).",
+        examples=[EXAMPLE_REQUEST["as_of"]],
+    ),
+]
+CustomerIds = Annotated[
+    list[CustomerId], Field(min_length=1, max_length=MAX_CUSTOMERS, examples=[["c1", "c2"]])
+]
+
+
+def explained(exc: ValidationError) -> ValidationError:
+    """The same errors, unknown fields named in words, for a client to read.
+
+    Each error keeps its type and location; pydantic's "Extra inputs are not permitted"
+    becomes "unknown field 'amout'". No value is quoted.
+    """
+    return _errors(exc.errors(include_url=False))
+
+
+def _errors(errors: list[ErrorDetails]) -> ValidationError:
+    details: list[InitErrorDetails] = []
+    for error in errors:
+        loc = error["loc"]
+        message = error["msg"]
+        if error["type"] == "extra_forbidden" and loc:
+            message = f"unknown field {str(loc[-1])!r}: not a field of this object (misspelled?)"
+        details.append(
+            {
+                "type": PydanticCustomError(error["type"], "{message}", {"message": message}),
+                "loc": loc,
+                "input": None,
+            }
+        )
+    return ValidationError.from_exception_data("request body", details, hide_input=True)
+
+
+class _Body(BaseModel):
+    """A request body: refused with every problem named, unknown fields included."""
+
+    model_config = STRICT
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Validate the JSON body; errors come out `explained`."""
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            raise explained(exc) from None
+
+
+class ScoreRequest(_Body):
+    """`/score`: customers with their own rows, and the moment to score them as of."""
+
+    customers: Customers
+    as_of: AsOf = None
+
+
+class LargeBody(NamedTuple):
+    """A `/score` body too large to check at once: `checked_in_slices` checks it."""
+
+    body: bytes
+
+
+class ScoreInput(ScoreRequest):
+    """`/score`'s body as BentoML reads it: a large body is left for `checked_in_slices`.
+
+    Checking a large body at once would hold every other request for as long.
+    """
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """The body checked now, or for a large one, held as it came."""
+        if len(json_data) <= INLINE_BYTES:
+            return super().model_validate_json(json_data, **kwargs)
+        data = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
+        return cls.model_construct(customers=LargeBody(data), as_of=None)
+
+
+class _Envelope(_Body):
+    """A large `/score` body with its customers not yet checked."""
+
+    customers: Annotated[list[Any], Field(min_length=1, max_length=MAX_CUSTOMERS)]
+    as_of: AsOf = None
+
+
+_CUSTOMER_LIST: TypeAdapter[list[CustomerHistory]] = TypeAdapter(list[CustomerHistory])
+
+
+async def checked_in_slices(large: LargeBody) -> ScoreRequest:
+    """A large `/score` body checked a slice of customers at a time, yielding in between.
+
+    The result and the errors are those of checking it at once (`ScoreRequest`).
+
+    Raises:
+        ValidationError: the body breaks the contract; every problem is named.
+    """
+    try:
+        parsed = from_json(large.body)
+    except ValueError:
+        _Envelope.model_validate_json(large.body)  # raises pydantic's own "invalid JSON"
+        raise
+    outer: list[ErrorDetails] = []  # the top level's, without the customers' rows
+    envelope = None
+    try:
+        envelope = _Envelope.model_validate(parsed)
+    except ValidationError as exc:
+        outer = exc.errors(include_url=False)
+    # In the order checking at once gives: the customers, their rows, then the rest.
+    problems = [e for e in outer if e["loc"][:1] == ("customers",)]
+    raw = parsed.get("customers") if isinstance(parsed, dict) else None
+    raw = raw if isinstance(raw, list) else []
+    customers: list[CustomerHistory] = []
+    for start, end in _slices(raw):
+        try:
+            customers += _CUSTOMER_LIST.validate_python(raw[start:end])
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                at, *inside = error["loc"]
+                problems.append({**error, "loc": ("customers", start + int(at), *inside)})
+        await asyncio.sleep(0)  # the event loop serves other requests between two slices
+    problems += [e for e in outer if e["loc"][:1] != ("customers",)]
+    if problems or envelope is None:
+        raise _errors(problems)
+    return ScoreRequest.model_construct(customers=customers, as_of=envelope.as_of)
+
+
+def _slices(customers: list[Any]) -> list[tuple[int, int]]:
+    """Runs of customers of about `SLICE_ROWS` rows (a bigger customer is a run alone)."""
+    runs, start, rows = [], 0, 0
+    for at, customer in enumerate(customers):
+        if isinstance(customer, dict):
+            rows += sum(
+                len(customer[name]) if isinstance(customer.get(name), list) else 0
+                for name in ("transactions", "events")
+            )
+        rows += 1
+        if rows >= SLICE_ROWS:
+            runs.append((start, at + 1))
+            start, rows = at + 1, 0
+    if start < len(customers):
+        runs.append((start, len(customers)))
+    return runs
+
+
+class LookupRequest(_Body):
+    """`/lookup`: the customers whose nightly scores are wanted."""
+
+    customer_ids: CustomerIds
+
+
+class NoBody(_Body):
+    """`/status` and `/reload` take no fields: an empty object, or no body."""
+
+
+def duplicate_ids(customers: list[CustomerHistory]) -> list[int]:
+    """Positions of customers whose id an earlier customer of the request already has."""
+    seen: set[str] = set()
+    repeated = []
+    for position, customer in enumerate(customers):
+        if customer.customer_id in seen:
+            repeated.append(position)
+        seen.add(customer.customer_id)
+    return repeated
 
 
 def example_customers() -> list[CustomerHistory]:

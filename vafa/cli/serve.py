@@ -26,8 +26,8 @@ def serve(
     """The online scoring service: /score, /lookup, health, metrics and OpenAPI docs.
 
     Serves the registry's champion and follows it (VAFA_MODEL_POLL_SECONDS). With
-    VAFA_API_TOKEN or VAFA_API_TOKEN_FILE set, every call but health and metrics needs
-    `Authorization: Bearer <token>`.
+    VAFA_API_TOKEN or VAFA_API_TOKEN_FILE set (16 characters or more), every call but health,
+    metrics and the docs needs `Authorization: Bearer <token>`.
     """
     from serving.online.config import INSECURE_ENV, ConfigError, ServiceConfig, check_bind
 

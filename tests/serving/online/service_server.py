@@ -100,6 +100,9 @@ def start_server(folder: Path, token: str, poll_seconds: float = 1.0, **env: str
         "VAFA_STORE_URL": f"sqlite:///{folder / 'scores.db'}",
         "VAFA_API_TOKEN_FILE": str(token_file),
         "VAFA_MODEL_POLL_SECONDS": str(poll_seconds),
+        # The tests send wrong tokens on purpose, all from 127.0.0.1: no back-off here
+        # (tests/serving/online/test_guard.py checks it).
+        "VAFA_AUTH_FAILURES": "100000",
         **env,
     }
     log = folder / "server.log"
@@ -111,3 +114,16 @@ def start_server(folder: Path, token: str, poll_seconds: float = 1.0, **env: str
         start_new_session=True,
     )
     return Server(f"http://127.0.0.1:{port}", token, process, log, environment)
+
+
+class SilentRegistry:
+    """A loopback port that accepts connections and never answers: a registry that hangs."""
+
+    def __enter__(self) -> str:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -129,3 +134,97 @@ def test_polling_follows_the_alias(registry: FakeRegistry) -> None:
 def test_describe_masks_passwords() -> None:
     text = describe(RuntimeError("cannot reach postgresql://vafa:s3cret@db/scores\nmore"))
     assert text == "RuntimeError: cannot reach postgresql://vafa:***@db/scores"
+
+
+# --- the registry is asked in the background ---------------------------------------------------
+
+
+class HangingRegistry(FakeRegistry):
+    """A registry that does not answer until told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = threading.Event()
+        self.asked = 0
+
+    def resolve(self, alias: str) -> str:
+        self.asked += 1
+        assert self.answer.wait(10)
+        return super().resolve(alias)
+
+
+def test_start_returns_at_once_and_loads_in_the_background() -> None:
+    """The service answers (not ready) while the registry is asked; here it hangs."""
+    registry = HangingRegistry()
+    holder = ChampionHolder(poll_seconds=0, resolve=registry.resolve, load=registry.load)
+    started = time.monotonic()
+    holder.start()
+    assert time.monotonic() - started < 0.5
+    assert holder.current is None and holder.checking
+    registry.answer.set()
+    for _ in range(100):
+        if not holder.checking:
+            break
+        time.sleep(0.05)
+    assert holder.current is not None and not holder.checking
+    holder.stop()
+
+
+def test_a_check_joins_the_one_running_and_returns_its_error() -> None:
+    registry = HangingRegistry()
+    holder = ChampionHolder(poll_seconds=0, resolve=registry.resolve, load=registry.load)
+    first, second = holder.check(), holder.check()
+    assert first is second  # one registry call at a time, however many ask
+    registry.answer.set()
+    assert first.result(10) is None and registry.asked == 1
+    registry.down = True
+    failed = holder.check()
+    assert failed is not first
+    error = failed.result(10)
+    assert error is not None and error.startswith("registry:") and "hunter2" not in error
+
+
+# --- MLflow's own calls are short when the registry is down ------------------------------------
+
+
+RESOLVE = """
+import os, sys, time, mlflow
+from serving.online.champion import resolve_alias
+for uri, timeout in zip(sys.argv[1::2], sys.argv[2::2]):
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = timeout
+    mlflow.set_tracking_uri(uri)
+    started = time.monotonic()
+    try:
+        resolve_alias("champion")
+    except Exception as exc:
+        print(type(exc).__name__, round(time.monotonic() - started, 2))
+"""
+
+
+@pytest.mark.slow  # a Python process importing MLflow
+def test_the_services_registry_settings_bound_a_dead_or_hanging_registry() -> None:
+    """MLflow's defaults (120 s a request, 7 retries) took 263 s; the service's take seconds.
+
+    One registry nobody listens on, one that accepts and never answers (with a 1 s request
+    timeout: the default 10 s would make the test slow, not different), asked by MLflow itself
+    in a process with the service's settings.
+    """
+    from serving.online.config import ServiceConfig
+
+    env = ServiceConfig(token=None, tracking_uri="", store_url="").registry_environment({})
+    with socket.socket() as unused, socket.socket() as hanging:
+        unused.bind(("127.0.0.1", 0))
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen(16)
+        dead = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        silent = f"http://127.0.0.1:{hanging.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-c", RESOLVE, dead, env["MLFLOW_HTTP_REQUEST_TIMEOUT"], silent, "1"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    outcomes = [line.split() for line in done.stdout.splitlines()]
+    assert [failure for failure, _ in outcomes] == ["MlflowException"] * 2, done.stderr[-2000:]
+    assert all(float(seconds) < 15 for _, seconds in outcomes), outcomes

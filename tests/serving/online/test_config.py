@@ -18,12 +18,48 @@ def config(**env: str) -> ServiceConfig:
     return ServiceConfig.from_env({**SERVED, **env})
 
 
+TOKEN = "a-token-of-24-characters"
+
+
 def test_token_from_the_variable_or_a_file(tmp_path: Path) -> None:
-    assert config(VAFA_API_TOKEN="abc").token == "abc"
+    assert config(VAFA_API_TOKEN=TOKEN).token == TOKEN
     assert config().token is None
     token = tmp_path / "token"
-    token.write_text("from-file\n")
-    assert config(VAFA_API_TOKEN_FILE=str(token)).token == "from-file"
+    token.write_text(f"{TOKEN}\n")
+    assert config(VAFA_API_TOKEN_FILE=str(token)).token == TOKEN
+
+
+def test_a_token_with_stray_whitespace_is_the_token_without_it() -> None:
+    """From the variable as from a file: a pasted space must not lock everyone out."""
+    assert config(VAFA_API_TOKEN=f"  {TOKEN}\n").token == TOKEN
+    with pytest.raises(ConfigError, match="only whitespace"):
+        config(VAFA_API_TOKEN="   ")
+
+
+@pytest.mark.parametrize("token", ["x", "short-token-15c"])
+def test_a_short_token_is_refused(token: str, tmp_path: Path) -> None:
+    """A 1-character token sufficed to bind 0.0.0.0."""
+    with pytest.raises(ConfigError, match="fewer than 16"):
+        config(VAFA_API_TOKEN=token)
+    (tmp_path / "token").write_text(token)
+    with pytest.raises(ConfigError, match="fewer than 16"):
+        config(VAFA_API_TOKEN_FILE=str(tmp_path / "token"))
+
+
+def test_registry_calls_get_short_timeouts_unless_the_environment_sets_them() -> None:
+    """MLflow's own defaults (120 s a request, 7 retries) kept the service mute for minutes."""
+    from training.registry import HTTP_DEFAULTS
+
+    env = config().registry_environment({})
+    assert env == HTTP_DEFAULTS  # the same short defaults as the other commands
+    assert int(env["MLFLOW_HTTP_REQUEST_TIMEOUT"]) <= 10
+    assert int(env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) <= 2
+    chosen = config(MLFLOW_HTTP_REQUEST_TIMEOUT="3", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    assert chosen.registry_environment({"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "5"}) == {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "5",
+    }
 
 
 @pytest.mark.parametrize(
@@ -34,6 +70,10 @@ def test_token_from_the_variable_or_a_file(tmp_path: Path) -> None:
         ({"VAFA_MODEL_POLL_SECONDS": "soon"}, "must be a number"),
         ({"VAFA_MAX_REQUEST_BYTES": "10"}, "at least"),
         ({"VAFA_BATCH_WAIT_MS": "-1"}, "VAFA_BATCH_WAIT_MS must be at least 0"),
+        ({"MLFLOW_HTTP_REQUEST_TIMEOUT": "0.5"}, "MLFLOW_HTTP_REQUEST_TIMEOUT must be at least 1"),
+        ({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1.5"}, "must be a whole number"),
+        ({"VAFA_AUTH_FAILURES": "0"}, "VAFA_AUTH_FAILURES must be at least 1"),
+        ({"VAFA_RELOAD_WAIT_SECONDS": "soon"}, "must be a number"),
     ],
 )
 def test_inconsistent_settings_stop_the_start(env: dict[str, str], message: str) -> None:
@@ -75,7 +115,7 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 def test_binding_beyond_loopback_needs_a_token_or_explicit_insecurity() -> None:
     check_bind("127.0.0.1", None, insecure=False)
-    check_bind("0.0.0.0", "token", insecure=False)
+    check_bind("0.0.0.0", TOKEN, insecure=False)
     check_bind("0.0.0.0", None, insecure=True)
     with pytest.raises(ConfigError, match=r"refusing to listen on 0\.0\.0\.0"):
         check_bind("0.0.0.0", None, insecure=False)

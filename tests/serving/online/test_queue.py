@@ -1,4 +1,4 @@
-"""The scoring queue: which requests are scored together, how long they wait, failures."""
+"""The scoring queue: which requests go together, how long they wait, failures, large requests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 
 from serving.online.champion import Champion
 from serving.online.queue import NotReadyError, ScoreRequests, ScoringQueue
-from serving.online.schema import CustomerHistory, ScoreResponse, example_customers
+from serving.online.requests import RequestShape
+from serving.online.responses import IgnoredRows, ScoreResponse, Unscored
+from serving.online.schema import CustomerHistory, example_customers
 
 
 def _customer(**fields: Any) -> CustomerHistory:
@@ -34,7 +36,11 @@ class RecordedCalls:
         self.hold_first = threading.Event()  # the first call blocks until this is set
 
     def __call__(
-        self, champion: object, requests: list[list[CustomerHistory]], as_of: pd.Timestamp
+        self,
+        champion: object,
+        requests: list[list[CustomerHistory]],
+        as_of: pd.Timestamp,
+        shape: object = None,
     ) -> list[ScoreResponse]:
         self.sizes.append(len(requests))
         if len(self.sizes) == 1:
@@ -43,10 +49,12 @@ class RecordedCalls:
         return [answer] * len(requests)
 
 
-def scoring_queue(score: ScoreRequests, max_wait: float, arrival_gap: float) -> ScoringQueue:
+def scoring_queue(
+    score: ScoreRequests, max_wait: float, arrival_gap: float, **kwargs: Any
+) -> ScoringQueue:
     champion = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
     holder: Any = SimpleNamespace(current=champion)
-    return ScoringQueue(holder, max_wait=max_wait, arrival_gap=arrival_gap, score=score)
+    return ScoringQueue(holder, max_wait=max_wait, arrival_gap=arrival_gap, score=score, **kwargs)
 
 
 async def requests_at(scoring: ScoringQueue, delays: list[float]) -> list[float]:
@@ -182,7 +190,9 @@ def test_a_lone_client_that_asks_again_at_once_never_waits() -> None:
 def test_one_failing_request_does_not_fail_the_others_of_its_call() -> None:
     sizes: list[int] = []
 
-    def score(champion: Any, requests: list[list[CustomerHistory]], as_of: pd.Timestamp) -> Any:
+    def score(
+        champion: Any, requests: list[list[CustomerHistory]], as_of: pd.Timestamp, shape: Any
+    ) -> Any:
         sizes.append(len(requests))
         if any(c.customer_id == "bad" for r in requests for c in r):
             raise ValueError("cannot score")
@@ -220,3 +230,134 @@ def test_no_batch_wait_scores_what_is_waiting_at_once() -> None:
     scoring.close()
     assert calls.sizes == [1, 2, 1, 1]
     assert waits[0] < 0.25
+
+
+# --- large requests: scored in parts, small ones in between ----------------------------------
+
+
+def _history(name: str, rows: int, events: bool = False) -> CustomerHistory:
+    return CustomerHistory.model_validate(
+        {
+            "customer_id": name,
+            "transactions": [{"ts": "2026-01-01", "amount": 1}] * rows,
+            **({"events": []} if events else {}),
+        }
+    )
+
+
+class TimedCalls:
+    """A stand-in for `score_requests` taking 1 ms a row; records each call's customers."""
+
+    def __init__(self, holder: Any = None, swap_after_first: Champion | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.shapes: list[Any] = []
+        self.holder, self.swap_after_first = holder, swap_after_first
+
+    def __call__(
+        self,
+        champion: Champion,
+        requests: list[list[CustomerHistory]],
+        as_of: pd.Timestamp,
+        shape: RequestShape | None = None,
+    ) -> list[ScoreResponse]:
+        self.calls.append([c.customer_id for r in requests for c in r])
+        self.shapes.append(shape)
+        time.sleep(0.001 * sum(len(c.transactions) for r in requests for c in r))
+        if self.swap_after_first is not None and len(self.calls) == 1:
+            self.holder.current = self.swap_after_first  # the registry moves mid-request
+        return [
+            ScoreResponse(
+                model_version=champion.version,
+                as_of=as_of.to_pydatetime(),
+                scores=[{"customer_id": c.customer_id} for c in r if c.transactions],
+                unscored=[
+                    Unscored(customer_id=c.customer_id, reason="none")
+                    for c in r
+                    if not c.transactions
+                ],
+                ignored_rows=IgnoredRows(transactions=len(r)),
+            )
+            for r in requests
+        ]
+
+
+def test_small_requests_do_not_wait_behind_a_large_one() -> None:
+    """A large request is scored in parts, one a round; requests that come meanwhile go next.
+
+    Scored whole, the large request (2,000 rows: 2 s here) would hold the small one that
+    came after it for all of that.
+    """
+    calls = TimedCalls()
+    scoring = scoring_queue(calls, max_wait=0.0, arrival_gap=0.0, round_rows=200)
+    large = [_history(f"big{i}", 100) for i in range(20)]
+    finished: dict[str, float] = {}
+
+    async def timed(name: str, customers: list[CustomerHistory], delay: float) -> float:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        await scoring.score(customers, AS_OF)
+        finished[name] = time.monotonic()
+        return time.monotonic() - started
+
+    async def scenario() -> tuple[float, float]:
+        return await asyncio.gather(  # type: ignore[return-value]
+            timed("large", large, 0.0), timed("small", [_history("small", 2)], 0.3)
+        )
+
+    large_took, small_waited = asyncio.run(scenario())
+    scoring.close()
+    assert large_took > 1.5
+    assert small_waited < 0.6, small_waited  # at most a part (0.2 s) ahead of it, and its own
+    assert finished["small"] < finished["large"]
+    assert max(len(call) for call in calls.calls) <= 3  # parts of about 200 rows (+ the small)
+    assert ["small"] in calls.calls or any("small" in call for call in calls.calls)
+
+
+def test_a_large_request_answers_once_in_order_with_one_champion_and_its_shape() -> None:
+    first = Champion(None, "1", dt.datetime(2026, 11, 1))  # type: ignore[arg-type]
+    second = Champion(None, "2", dt.datetime(2026, 11, 2))  # type: ignore[arg-type]
+    holder: Any = SimpleNamespace(current=first)
+    calls = TimedCalls(holder, swap_after_first=second)
+    scoring = ScoringQueue(holder, round_rows=30, max_wait=0.0, arrival_gap=0.0, score=calls)
+    # Only the last customer sends events: every part is scored with an events table.
+    customers = [_history(f"c{i}", 0 if i == 4 else 10) for i in range(9)]
+    customers.append(_history("last", 10, events=True))
+
+    async def scenario() -> tuple[ScoreResponse, ScoreResponse]:
+        large = await scoring.score(customers, AS_OF)
+        later = await scoring.score([_history("later", 1)], AS_OF)
+        return large, later
+
+    large, later = asyncio.run(scenario())
+    scoring.close()
+    assert len(calls.calls) >= 4  # the large request in parts
+    assert large.model_version == "1"  # the champion of its first part, though it moved
+    assert later.model_version == "2"
+    assert [s["customer_id"] for s in large.scores] == [
+        c.customer_id for c in customers if c.transactions
+    ]
+    assert [u.customer_id for u in large.unscored] == ["c4"]
+    assert large.ignored_rows.transactions == len(customers)  # summed over the parts
+    assert all(shape is not None and shape.has_events for shape in calls.shapes[:-1])
+    assert "vafa_scoring_requests_total 2\n" in scoring.metrics()
+
+
+def test_a_part_that_fails_fails_its_request_only() -> None:
+    def score(champion: Any, requests: list[list[CustomerHistory]], as_of: Any, shape: Any) -> Any:
+        if any(c.customer_id == "bad" for r in requests for c in r):
+            raise ValueError("cannot score")
+        return [ScoreResponse(model_version="1", as_of=as_of, scores=[]) for _ in requests]
+
+    scoring = scoring_queue(score, max_wait=0.0, arrival_gap=0.0, round_rows=20)
+    large = [_history(f"c{i}", 10) for i in range(4)] + [_history("bad", 10)]
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            scoring.score(large, AS_OF),
+            scoring.score([_history("ok", 1)], AS_OF),
+            return_exceptions=True,
+        )
+
+    failed, fine = asyncio.run(scenario())
+    scoring.close()
+    assert isinstance(failed, RuntimeError) and isinstance(fine, ScoreResponse)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.online.requests import later_rows, request_tables
+from serving.online.requests import later_rows, request_shape, request_tables
 from serving.online.schema import CustomerHistory
 
 
@@ -74,3 +74,23 @@ def test_rows_at_or_after_as_of_are_counted_per_request() -> None:
     sizes = [sum(len(c.transactions) for c in r) for r in requests]
     assert later_rows(tables.transactions, pd.Timestamp("2026-01-05"), sizes) == [2, 0, 2]
     assert later_rows(None, pd.Timestamp("2026-01-05"), sizes) == [0, 0, 0]
+
+
+def test_a_part_of_a_request_keeps_the_tables_and_columns_of_the_whole() -> None:
+    """A large request is scored in parts: each must see the tables a folder of all its rows has."""
+    plain = _customer()
+    rich = _customer(
+        transactions=[{"ts": "2026-01-01", "amount": 5, "margin": 2.0}],
+        events=[{"ts": "2026-01-02", "event": "email_open"}],
+        profile={"segment": "student"},
+    )
+    shape = request_shape([plain, rich])
+    assert (
+        shape.has_events and shape.has_profiles and shape.transactions == ("ts", "amount", "margin")
+    )
+    alone = request_tables([plain], ["k"])
+    assert alone.events is None and "margin" not in alone.transactions
+    part = request_tables([plain], ["k"], shape)
+    assert part.events is not None and len(part.events["customer_id"]) == 0
+    assert part.customers is not None and list(part.customers) == ["customer_id", "segment"]
+    assert np.isnan(part.transactions["margin"]).tolist() == [True]
