@@ -49,6 +49,7 @@ def test_version_is_the_package_version() -> None:
     assert done.stdout == f"vafa {version('vafa')}\n"
 
 
+@pytest.mark.slow  # runs the vafa command in processes
 def test_quiet_and_verbose_work_after_the_command(tmp_path: Path) -> None:
     (tmp_path / "transactions.csv").write_text("customer_id,ts,amount\nc1,2024-01-01,5\n")
     normal = vafa("validate", "--data", str(tmp_path))
