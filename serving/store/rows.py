@@ -12,7 +12,8 @@ import pandas as pd
 import polars as pl
 import sqlalchemy as sa
 
-from serving.store.tables import ID_LENGTH, store_scores
+from features.schema import MAX_ID_LENGTH
+from serving.store.tables import store_scores
 
 CHUNK_ROWS = 20_000
 UNTYPED = frozenset({"run_id", "customer_id", "as_of", "model_version", "payload", "updated_at"})
@@ -39,7 +40,9 @@ def check_ids(ids: pd.Series) -> None:
     text = ids.astype("string")
     problems = {
         "is missing": text.isna(),
-        f"is longer than {ID_LENGTH} characters": text.str.len().gt(ID_LENGTH).fillna(False),
+        f"is longer than {MAX_ID_LENGTH} characters": text.str.len()
+        .gt(MAX_ID_LENGTH)
+        .fillna(False),
         "holds a NUL byte": text.str.contains("\x00", regex=False).fillna(False),
         "repeats an earlier row's": text.duplicated() & text.notna(),
     }

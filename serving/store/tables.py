@@ -10,10 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from features.schema import MAX_ID_LENGTH
+
 RUNS_TABLE = "store_runs"
 SCORES_TABLE = "store_scores"
 LEGACY_TABLES = ("customer_scores", "score_runs")  # one row per customer, before runs were kept
-ID_LENGTH = 255
 KEEP_PUBLISHED = 3  # the served run and the two a rollback can go back to
 STAGED, PUBLISHED, WITHDRAWN = "staged", "published", "withdrawn"
 
@@ -37,7 +38,7 @@ store_scores = sa.Table(
     SCORES_TABLE,
     metadata,
     sa.Column("run_id", sa.Integer, primary_key=True),
-    sa.Column("customer_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("customer_id", sa.String(MAX_ID_LENGTH), primary_key=True),
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("churn_probability", sa.Float),
     sa.Column("clv", sa.Float),
