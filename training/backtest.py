@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,9 @@ class BacktestResult:
     spend_all: pd.DataFrame
     n_active: int
     churn_window_days: int
+    # Per target ("churn", "spend"): one row per customer scored at T with `actual`, `active`
+    # and one column per model and baseline: what paired comparisons resample.
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def render(self) -> str:
         """The four tables as text: the decision population first, then every customer."""
@@ -138,6 +141,16 @@ def backtest(
         spend_all=spend_all,
         n_active=int(active.sum()),
         churn_window_days=options.churn_window_days,
+        predictions={
+            target: pd.DataFrame(
+                {"customer_id": scored["customer_id"], "actual": scored[label], "active": active}
+                | preds
+            )
+            for target, label, preds in (
+                ("churn", "churned", churn_preds),
+                ("spend", "future_spend", spend_preds),
+            )
+        },
     )
 
 

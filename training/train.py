@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
-from optuna_integration import LightGBMPruningCallback
 
 from features.build import build_features
 from features.population import active_mask
@@ -22,31 +19,14 @@ from training.baselines import PROBABILITY_BOUNDS, churn_baselines, spend_baseli
 from training.datasets import FeatureSpec, TrainingData, build_training_data
 from training.metrics import churn_metrics, population_metrics, spend_metrics
 from training.model import Calibrator, ModelBundle, SpendModel, discount_factor, predict
-from training.progress import TrialProgress
+from training.options import TrainOptions
 from training.reference import fit_reference
 from training.thresholds import SegmentThresholds, reference_population
+from training.tuning import Split, fit_booster, tune
 
 log = logging.getLogger(__name__)
 
-MAX_ROUNDS = 2000
-EARLY_STOPPING_ROUNDS = 50
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How to train: windows, economics, tuning budget and seed."""
-
-    churn_window_days: int = 90
-    horizon_days: int = 365
-    margin_rate: float = 0.3
-    annual_discount_rate: float = 0.0
-    trials: int = 12
-    timeout_seconds: float | None = None
-    seed: int = 42
-    n_snapshots: int = 6
-    spacing_days: int = 30
-    btyd_features: bool = False  # measured: no out-of-time gain on the generated data
-    num_threads: int = 2
+__all__ = ["TrainOptions", "TrainResult", "train_models"]
 
 
 @dataclass
@@ -70,135 +50,6 @@ class TrainResult:
     as_of: pd.Timestamp | None = None
 
 
-MAX_DEPTH = 6  # see suggest_params
-LEARNING_RATES = {"binary": (0.06, 0.3), "default": (0.02, 0.2)}  # see suggest_params
-
-
-def suggest_params(trial: optuna.Trial, objective: str) -> dict[str, Any]:
-    """The search space, in one place: LightGBM parameters for one trial.
-
-    Reasons are TreeSHAP values of the churn model, whose cost grows with trees x leaves x
-    depth squared, and the nightly run computes them for a third of the base. So depth is
-    capped at 6: leaf-wise trees left uncapped grew 14 deep on average (25 at most), which
-    made TreeSHAP 5-8x slower; and the churn model's learning rate starts at 0.06, which
-    early-stops at about a third of the trees. Measured on 20k generated customers, 8 trials
-    (validation ROC-AUC / Brier): uncapped 0.9677 / 0.0680; depth <= 6 0.9675 / 0.0682 (311
-    trees, TreeSHAP 1,597 rows/s); and learning rate >= 0.06 0.9672 / 0.0686 (111 trees,
-    5,268 rows/s).
-    """
-    low, high = LEARNING_RATES.get(objective, LEARNING_RATES["default"])
-    params: dict[str, Any] = {
-        "learning_rate": trial.suggest_float("learning_rate", low, high, log=True),
-        "max_depth": trial.suggest_int("max_depth", 3, MAX_DEPTH),
-        "num_leaves": trial.suggest_int("num_leaves", 7, 63, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
-    }
-    if objective == "tweedie":
-        params["tweedie_variance_power"] = trial.suggest_float("tweedie_variance_power", 1.05, 1.9)
-    return params
-
-
-METRIC_OF = {"binary": "binary_logloss", "tweedie": "tweedie", "gamma": "gamma"}
-
-
-def fit_booster(
-    params: dict[str, Any],
-    objective: str,
-    train: tuple[pd.DataFrame, np.ndarray],
-    valid: tuple[pd.DataFrame, np.ndarray],
-    *,
-    seed: int,
-    num_threads: int,
-    trial: optuna.Trial | None = None,
-) -> lgb.Booster:
-    """One LightGBM model, early-stopped on the (later) validation snapshot."""
-    full = {
-        **params,
-        "objective": objective,
-        "metric": METRIC_OF[objective],
-        "seed": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "bagging_freq": 1,
-        "num_threads": num_threads,
-        "verbosity": -1,
-    }
-    dtrain = lgb.Dataset(train[0], train[1], free_raw_data=False)
-    dvalid = lgb.Dataset(valid[0], valid[1], reference=dtrain, free_raw_data=False)
-    callbacks: list[Callable[..., Any]] = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)]
-    if trial is not None:
-        callbacks.append(LightGBMPruningCallback(trial, METRIC_OF[objective], valid_name="valid"))
-    return lgb.train(
-        full, dtrain, MAX_ROUNDS, valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks
-    )
-
-
-def _objective(
-    trial: optuna.Trial,
-    objective: str,
-    train: tuple[pd.DataFrame, np.ndarray],
-    valid: tuple[pd.DataFrame, np.ndarray],
-    seed: int,
-    num_threads: int,
-) -> float:
-    booster = fit_booster(
-        suggest_params(trial, objective),
-        objective,
-        train,
-        valid,
-        seed=seed,
-        num_threads=num_threads,
-        trial=trial,
-    )
-    trial.set_user_attr("best_iteration", booster.best_iteration)
-    return float(booster.best_score["valid"][METRIC_OF[objective]])
-
-
-def tune(
-    name: str,
-    objective: str,
-    train: tuple[pd.DataFrame, np.ndarray],
-    valid: tuple[pd.DataFrame, np.ndarray],
-    options: TrainOptions,
-    storage: str | None = None,
-) -> optuna.Study:
-    """A seeded TPE search with median pruning; the study is kept in `storage` when given.
-
-    Each finished trial is reported (`training.progress`): a bar on a terminal, a log line
-    otherwise.
-    """
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=options.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
-        load_if_exists=False,
-    )
-    progress = TrialProgress(f"{name.rsplit('-', 1)[-1]} model", options.trials)
-    try:
-        study.optimize(
-            partial(
-                _objective,
-                objective=objective,
-                train=train,
-                valid=valid,
-                seed=options.seed,
-                num_threads=options.num_threads,
-            ),
-            n_trials=options.trials,
-            timeout=options.timeout_seconds,
-            gc_after_trial=True,
-            callbacks=[progress],
-        )
-    finally:
-        progress.close()
-    return study
-
-
 def crossfit(
     raw: np.ndarray, target: np.ndarray, keys: pd.Series, bounds: tuple[float, float] | None
 ) -> np.ndarray:
@@ -217,8 +68,8 @@ def crossfit(
     return out
 
 
-def _xy(frame: pd.DataFrame, spec: FeatureSpec, label: str) -> tuple[pd.DataFrame, np.ndarray]:
-    return spec.matrix(frame), frame[label].to_numpy(dtype=float)
+def _xy(frame: pd.DataFrame, spec: FeatureSpec, label: str) -> Split:
+    return Split(spec.matrix(frame), frame[label].to_numpy(dtype=float))
 
 
 def train_models(
@@ -365,8 +216,8 @@ def _fit_spend(
     params: dict[str, Any],
     data: TrainingData,
     spec: FeatureSpec,
-    train: tuple[pd.DataFrame, np.ndarray],
-    valid: tuple[pd.DataFrame, np.ndarray],
+    train: Split,
+    valid: Split,
     options: TrainOptions,
     active: np.ndarray,
 ) -> tuple[SpendModel, np.ndarray, dict[str, float]]:
@@ -383,16 +234,16 @@ def _fit_spend(
         "buy": fit(
             tree_params,
             "binary",
-            (train[0], bought_train.astype(float)),
-            (valid[0], bought_valid.astype(float)),
+            Split(train.x, bought_train.astype(float)),
+            Split(valid.x, bought_valid.astype(float)),
         )
     }
     if bought_train.sum() > 20 and bought_valid.sum() > 5:
         hurdle["amount"] = fit(
             tree_params,
             "gamma",
-            (train[0][bought_train], train[1][bought_train]),
-            (valid[0][bought_valid], valid[1][bought_valid]),
+            Split(train.x[bought_train], train.y[bought_train]),
+            Split(valid.x[bought_valid], valid.y[bought_valid]),
         )
     candidates = {"tweedie": tweedie} | ({"hurdle": hurdle} if "amount" in hurdle else {})
     keys = data.spend_valid["customer_id"]

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.train import TrainOptions, tune
+from training.train import TrainOptions
+from training.tuning import Split, tune
 
 
-def _small_problem() -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
+def _small_problem() -> tuple[Split, Split]:
     rng = np.random.default_rng(0)
     x = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
     y = (x["a"] + rng.normal(scale=0.5, size=400) > 0).to_numpy(dtype=float)
-    return (x[:300], y[:300]), (x[300:], y[300:])
+    return Split(x[:300], y[:300]), Split(x[300:], y[300:])
 
 
 class Terminal(io.StringIO):

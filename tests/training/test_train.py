@@ -22,7 +22,8 @@ from training.registry import (
     load_bundle,
     log_training_run,
 )
-from training.train import MAX_DEPTH, TrainResult, suggest_params, train_models
+from training.train import TrainResult, train_models
+from training.tuning import MAX_DEPTH, suggest_params
 
 
 def test_validation_is_strictly_later_than_training(trained: TrainResult) -> None:
