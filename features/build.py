@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -83,20 +84,22 @@ def feature_columns(
     as_of: str | pd.Timestamp | datetime,
     *,
     event_types: Sequence[str] | None = None,
+    encoded: EncodedTables | None = None,
 ) -> Columns:
     """`build_features` as a dict of its columns: the online service's few rows skip pandas.
 
     The same columns, values and dtypes (float64 numpy arrays, pandas categoricals, the ids
     as a pandas `str` array) in the same order; a DataFrame of them is `build_features`.
+    `encoded` is `encode_tables(tables)`, given when features are built at many cutoffs.
     """
     cutoff = to_timestamp(as_of).to_pydatetime()
-    codes = _encode(tables.transactions, _CODED["transactions"])
+    codes = _table_codes(tables, "transactions", encoded)
     customers = codes[ID].names
     columns, present = transaction_features(tables.transactions, codes, cutoff)
     # One table's codes at a time: memory holds one table's working arrays, not all three.
     del codes
     if tables.events is not None:
-        codes = _encode(tables.events, _CODED["events"], customers)
+        codes = _table_codes(tables, "events", encoded, customers)
         if event_types is None:
             event_types = _default_types(tables.events, codes["event"], cutoff)
         columns.update(event_features(tables.events, codes, cutoff, event_types))
@@ -106,9 +109,42 @@ def feature_columns(
             )
         del codes
     if tables.customers is not None:
-        codes = _encode(tables.customers, _CODED["customers"], customers)
+        codes = _table_codes(tables, "customers", encoded, customers)
         columns.update(profile_features(tables.customers, codes, cutoff))
     return _final_columns(columns, present, customers)
+
+
+@dataclass(frozen=True)
+class EncodedTables:
+    """Each table's grouped string columns (`_CODED`) as integer codes, made once.
+
+    Customer ids are codes into the transactions' sorted ids, as in `feature_columns`.
+    Encoding is its costliest step: `features.labels.build_training_set` encodes once and
+    builds features at every cutoff from these codes.
+    """
+
+    transactions: dict[str, Codes]
+    events: dict[str, Codes] | None
+    customers: dict[str, Codes] | None
+
+
+def encode_tables(tables: TableData) -> EncodedTables:
+    """The codes `feature_columns(tables, ..., encoded=...)` reuses at every cutoff."""
+    transactions = _encode(tables.transactions, _CODED["transactions"])
+    ids = transactions[ID].names
+    return EncodedTables(
+        transactions,
+        None if tables.events is None else _encode(tables.events, _CODED["events"], ids),
+        None if tables.customers is None else _encode(tables.customers, _CODED["customers"], ids),
+    )
+
+
+def _table_codes(
+    tables: TableData, name: str, encoded: EncodedTables | None, customers: pa.Array | None = None
+) -> dict[str, Codes]:
+    """A table's codes: from `encoded` when given, else encoded now."""
+    codes: dict[str, Codes] | None = None if encoded is None else getattr(encoded, name)
+    return codes if codes is not None else _encode(getattr(tables, name), _CODED[name], customers)
 
 
 def _encode(

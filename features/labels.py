@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
+from numpy.typing import DTypeLike
+from pandas.api.types import union_categoricals
 
-from features.build import CATEGORICAL_FEATURES, build_features, default_event_types
-from features.rfm import ID
+from features.build import (
+    CATEGORICAL_FEATURES,
+    EncodedTables,
+    default_event_types,
+    encode_tables,
+    feature_columns,
+)
+from features.columns import floats
+from features.rfm import (
+    ID,
+    US_PER_DAY,
+    group_min,
+    group_sum,
+    labels,
+    micros,
+    pair_counts,
+    timestamps_us,
+)
 from features.schema import Tables, to_timestamp
 
 LABEL_COLUMNS = ("churned", "future_orders", "future_spend", "future_margin")
@@ -91,6 +111,18 @@ def snapshot_cutoffs(
     return [latest - pd.Timedelta(days=spacing_days * k) for k in reversed(range(n_snapshots))]
 
 
+def customer_draws(ids: pd.Series | pd.api.extensions.ExtensionArray, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) per customer id, the same wherever and whenever it is drawn.
+
+    A hash of the id, not a random stream: a customer draws the same number at every cutoff
+    and in every run with the seed, so `draw < share` keeps a customer's snapshots together,
+    and a smaller share keeps a subset of a larger one's customers.
+    """
+    key = f"vafa{seed % 16**12:012x}"  # hash_pandas_object wants 16 characters
+    hashed = pd.util.hash_pandas_object(pd.Series(ids), index=False, hash_key=key).to_numpy()
+    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 def build_training_set(
     tables: Tables,
     as_of: str | pd.Timestamp | datetime,
@@ -100,11 +132,19 @@ def build_training_set(
     horizon_days: int = 365,
     margin_rate: float = DEFAULT_MARGIN_RATE,
     event_types: Sequence[str] | None = None,
+    sample: Mapping[pd.Timestamp, float] | None = None,
+    seed: int = 0,
+    feature_dtype: DTypeLike = np.float64,
 ) -> pd.DataFrame:
     """Feature and label snapshots at each cutoff, stacked, using only rows before `as_of`.
 
     A label whose window would run past `as_of` is left null (never read from beyond it):
     recent cutoffs can train the churn model before their spend horizon has closed.
+
+    The rows are `build_features` and `build_labels` at each cutoff, built in one go: the
+    tables are encoded once (`features.build.encode_tables`), the labels of every cutoff
+    come from one time-sorted pass over the transactions, and each snapshot's rows are
+    written straight into the stacked columns (no per-snapshot frames to concatenate).
 
     Args:
         tables: validated tables.
@@ -114,17 +154,23 @@ def build_training_set(
         horizon_days: horizon of the future_* labels.
         margin_rate: margin per unit of revenue for rows without a margin value.
         event_types: event columns; defaults to those known as of `as_of`.
+        sample: the share of customers kept at a cutoff, those whose `customer_draws` is
+            below it (a customer's snapshots stay together across cutoffs with the same
+            share); a cutoff not in it keeps every customer. None keeps everyone.
+        seed: seeds `customer_draws`.
+        feature_dtype: the dtype of the numeric features; float32 halves their memory.
 
     Returns:
         `as_of` (the snapshot's cutoff), the feature columns and `LABEL_COLUMNS`, one row per
-        customer and cutoff.
+        customer and cutoff, by cutoff then customer id.
 
     Raises:
-        ValueError: if a cutoff is not before `as_of` or no cutoff has a complete label.
+        ValueError: if a cutoff is not before `as_of`, no cutoff has a complete label, or a
+            share is not in (0, 1].
     """
     end = to_timestamp(as_of)
     past = tables.before(end)
-    stamps = sorted(to_timestamp(c) for c in cutoffs)
+    stamps = sorted({to_timestamp(c) for c in cutoffs})
     if not stamps or stamps[-1] >= end:
         raise ValueError(f"every snapshot cutoff must be before the training date {end.date()}")
     window = pd.Timedelta(days=min(churn_window_days, horizon_days))
@@ -133,27 +179,159 @@ def build_training_set(
             f"no snapshot before {end.date()} has a complete label window: the earliest cutoff "
             f"{stamps[0].date()} needs data until {(stamps[0] + window).date()}"
         )
+    shares = {to_timestamp(c): float(v) for c, v in (sample or {}).items()}
+    bad = {str(c.date()): v for c, v in shares.items() if not 0 < v <= 1}
+    if bad:
+        raise ValueError(f"sample shares must be in (0, 1], got {bad}")
     types = event_types if event_types is not None else default_event_types(past, end)
-    snapshots = []
+    encoded = encode_tables(past)
+    future = _Future(past, encoded, margin_rate)
+    draws = None
+    if any(v < 1 for v in shares.values()):
+        draws = customer_draws(labels(encoded.transactions[ID].names, np.arange(future.n)), seed)
+    rows = {}
+    for cutoff in stamps:
+        kept = future.first_us < micros(cutoff.to_pydatetime())
+        if draws is not None and shares.get(cutoff, 1.0) < 1:
+            kept &= draws < shares[cutoff]
+        rows[cutoff] = np.flatnonzero(kept)
+    stacked = _Stacked(sum(len(r) for r in rows.values()), feature_dtype)
     for cutoff in stamps:
         churn_fits = cutoff + pd.Timedelta(days=churn_window_days) <= end
         spend_fits = cutoff + pd.Timedelta(days=horizon_days) <= end
-        features = build_features(past, cutoff, event_types=types)
-        labels = build_labels(
-            past,
+        features = feature_columns(past, cutoff, event_types=types, encoded=encoded)
+        present = np.flatnonzero(future.first_us < micros(cutoff.to_pydatetime()))
+        if len(features.pop(ID)) != len(present):
+            raise RuntimeError(f"the features at {cutoff.date()} are not of the labelled customers")
+        # The feature rows are the present customers in code order: keep the sampled ones.
+        sampled = len(present) != len(rows[cutoff])
+        stacked.add(
             cutoff,
-            churn_window_days if churn_fits else None,
-            horizon_days if spend_fits else None,
-            margin_rate,
+            rows[cutoff],
+            features,
+            np.searchsorted(present, rows[cutoff]) if sampled else None,
+            future.labels(
+                cutoff,
+                churn_window_days if churn_fits else None,
+                horizon_days if spend_fits else None,
+            ),
         )
-        snapshot = features.merge(labels, on=ID, how="left", validate="one_to_one")
-        snapshot = snapshot.reindex(columns=[*features.columns, *LABEL_COLUMNS])
-        snapshots.append(
-            pd.concat([pd.Series(cutoff, snapshot.index, name="as_of"), snapshot], axis=1)
-        )
-    stacked = pd.concat(snapshots, ignore_index=True)
-    # Snapshots may know different category levels; concat turns those into objects.
-    categorical = [c for c in CATEGORICAL_FEATURES if c in stacked.columns]
-    return stacked.astype(
-        {c: "float64" for c in LABEL_COLUMNS} | dict.fromkeys(categorical, "category")
-    )
+    return stacked.frame(encoded.transactions[ID].names)
+
+
+class _Future:
+    """What the labels read, with the transactions' times sorted once.
+
+    A label window is a slice of the sorted times; its rows are summed in table order.
+    Counts equal `build_labels` to the bit, sums of money to rounding (polars compensates
+    its sums): a difference in the last digit or two.
+    """
+
+    def __init__(self, tables: Tables, encoded: EncodedTables, margin_rate: float) -> None:
+        tx = tables.transactions
+        self.customer = encoded.transactions[ID].codes
+        self.n = len(encoded.transactions[ID])
+        ts = timestamps_us(tx["ts"])
+        known = np.flatnonzero((self.customer >= 0) & (ts != np.iinfo(np.int64).min))
+        self.order = known[np.argsort(ts[known], kind="stable")]
+        self.sorted_us = ts[self.order]
+        self.ts = ts
+        self.amount = floats(tx["amount"])
+        self.margin = self.amount * margin_rate
+        if "margin" in tx:
+            given = floats(tx["margin"])
+            self.margin = np.where(np.isnan(given), self.margin, given)
+        # Any row before a cutoff (refunds too) puts a customer in that snapshot.
+        self.first_us = group_min(self.customer[known], self.n, ts[known], np.iinfo(np.int64).max)
+
+    def labels(
+        self, cutoff: pd.Timestamp, churn_days: int | None, horizon_days: int | None
+    ) -> dict[str, np.ndarray]:
+        """`build_labels` at a cutoff for every customer code (meaningless for the absent)."""
+        nan = np.full(self.n, np.nan)
+        out = dict.fromkeys(LABEL_COLUMNS, nan)
+        if churn_days is not None:
+            rows = self._window(cutoff, churn_days)
+            bought = np.zeros(self.n, dtype=bool)
+            bought[self.customer[rows][self.amount[rows] >= 0]] = True
+            out["churned"] = np.where(bought, 0.0, 1.0)
+        if horizon_days is not None:
+            rows = self._window(cutoff, horizon_days)
+            who, amount = self.customer[rows], self.amount[rows]
+            bought = amount >= 0
+            day = self.ts[rows][bought] // US_PER_DAY
+            first_day = day.min() if day.size else 0
+            buyers, _, _ = pair_counts(who[bought], day - first_day, horizon_days + 2)
+            out["future_orders"] = group_sum(buyers, self.n)
+            out["future_spend"] = np.maximum(group_sum(who, self.n, amount), 0.0)
+            out["future_margin"] = np.maximum(group_sum(who, self.n, self.margin[rows]), 0.0)
+        return out
+
+    def _window(self, cutoff: pd.Timestamp, days: int) -> np.ndarray:
+        """The rows in [cutoff, cutoff + days), in table order."""
+        start = micros(cutoff.to_pydatetime())
+        end = micros((cutoff + pd.Timedelta(days=days)).to_pydatetime())
+        low, high = np.searchsorted(self.sorted_us, [start, end], side="left")
+        inside = np.zeros(self.ts.size, dtype=bool)
+        inside[self.order[low:high]] = True
+        return np.flatnonzero(inside)
+
+
+class _Stacked:
+    """The stacked columns, filled one snapshot at a time: numbers into arrays made once."""
+
+    def __init__(self, rows: int, feature_dtype: DTypeLike) -> None:
+        self.rows, self.dtype, self.filled = rows, np.dtype(feature_dtype), 0
+        self.cutoffs: list[tuple[pd.Timestamp, int]] = []
+        self.order: list[str] = []
+        self.codes: list[np.ndarray] = []
+        self.numbers: dict[str, np.ndarray] = {}
+        self.categories: dict[str, list[pd.Categorical]] = {}
+        self.labels = {name: np.empty(rows) for name in LABEL_COLUMNS}
+
+    def add(
+        self,
+        cutoff: pd.Timestamp,
+        codes: np.ndarray,
+        features: dict[str, Any],
+        taken: np.ndarray | None,
+        labels: dict[str, np.ndarray],
+    ) -> None:
+        """One snapshot: its customers, feature columns (emptied), rows taken, labels per code.
+
+        `taken` are the rows of the feature columns to keep (None: all of them).
+        """
+        if not self.cutoffs:
+            self.order = list(features)
+        elif list(features) != self.order:
+            raise RuntimeError(f"the snapshot at {cutoff.date()} has other feature columns")
+        at = slice(self.filled, self.filled + len(codes))
+        for name in self.order:
+            # One column at a time leaves the snapshot's columns: memory holds one copy.
+            values = features.pop(name)
+            values = values if taken is None else values[taken]
+            if name in CATEGORICAL_FEATURES:
+                self.categories.setdefault(name, []).append(values)
+            else:
+                self.numbers.setdefault(name, np.empty(self.rows, self.dtype))[at] = values
+        for name, values in labels.items():
+            self.labels[name][at] = values[codes]
+        self.cutoffs.append((cutoff, len(codes)))
+        self.codes.append(codes)
+        self.filled = at.stop
+
+    def frame(self, customers: object) -> pd.DataFrame:
+        """`as_of`, `customer_id`, the features in `build_features` order, the labels."""
+        stamps = np.array([c.to_datetime64() for c, _ in self.cutoffs])
+        counts = [n for _, n in self.cutoffs]
+        data: dict[str, object] = {
+            "as_of": np.repeat(stamps, counts),
+            ID: labels(customers, np.concatenate(self.codes)),
+        }
+        for name in self.order:
+            if name in self.numbers:
+                data[name] = self.numbers.pop(name)
+            else:
+                merged = union_categoricals(self.categories.pop(name), sort_categories=True)
+                data[name] = merged.remove_unused_categories()
+        return pd.DataFrame(data | self.labels, copy=False)

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from features.labels import LABEL_COLUMNS, build_labels, build_training_set, snapshot_cutoffs
+from features.labels import (
+    LABEL_COLUMNS,
+    build_labels,
+    build_training_set,
+    customer_draws,
+    snapshot_cutoffs,
+)
 from features.schema import Tables
 from tests.factories import frame, ts
 
@@ -106,3 +112,159 @@ def test_snapshot_features_match_features_as_of_the_cutoff(history: Tables) -> N
     direct = build_features(history, "2024-02-01")
     assert_frame_equal(got[direct.columns].reset_index(drop=True), direct)
     assert np.all(got["as_of"] == pd.Timestamp("2024-02-01"))
+
+
+def _one_cutoff_at_a_time(
+    tables: Tables, as_of: pd.Timestamp, cutoffs: list[pd.Timestamp], churn: int, horizon: int
+) -> pd.DataFrame:
+    """The stacked set as it was built before: features and labels per cutoff, concatenated."""
+    from features.build import CATEGORICAL_FEATURES, build_features, default_event_types
+
+    past = tables.before(as_of)
+    types = default_event_types(past, as_of)
+    snapshots = []
+    for cutoff in cutoffs:
+        features = build_features(past, cutoff, event_types=types)
+        labels = build_labels(
+            past,
+            cutoff,
+            churn if cutoff + pd.Timedelta(days=churn) <= as_of else None,
+            horizon if cutoff + pd.Timedelta(days=horizon) <= as_of else None,
+        )
+        snapshot = features.merge(labels, on="customer_id", how="left")
+        snapshot = snapshot.reindex(columns=[*features.columns, *LABEL_COLUMNS])
+        stamp = pd.Series(cutoff, snapshot.index, name="as_of")
+        snapshots.append(pd.concat([stamp, snapshot], axis=1))
+    stacked = pd.concat(snapshots, ignore_index=True)
+    categorical = [c for c in CATEGORICAL_FEATURES if c in stacked.columns]
+    return stacked.astype(
+        {c: "float64" for c in LABEL_COLUMNS} | dict.fromkeys(categorical, "category")
+    )
+
+
+@pytest.fixture(scope="module")
+def shop() -> Tables:
+    from features.synthetic import generate_tables
+
+    return generate_tables(400, seed=3, end="2026-01-01", years=2.0)
+
+
+SHOP_AS_OF = pd.Timestamp("2026-01-01")
+# Training cutoffs of both labels and their validation cutoffs, one spend horizon still open.
+SHOP_CUTOFFS = [pd.Timestamp(d) for d in ("2024-11-01", "2025-03-01", "2025-06-15", "2025-10-01")]
+
+
+def test_the_stacked_build_equals_one_cutoff_at_a_time(shop: Tables) -> None:
+    got = build_training_set(shop, SHOP_AS_OF, SHOP_CUTOFFS, churn_window_days=90, horizon_days=180)
+    want = _one_cutoff_at_a_time(shop, SHOP_AS_OF, SHOP_CUTOFFS, 90, 180)
+    assert got["future_spend"].isna().any() and got["future_spend"].notna().any()
+    # Features, churn and orders to the bit; sums of money to rounding (Kahan sums before).
+    sums = ["future_spend", "future_margin"]
+    assert_frame_equal(got.drop(columns=sums), want.drop(columns=sums), check_exact=True)
+    assert_frame_equal(got[sums], want[sums], check_exact=False, rtol=1e-12)
+
+
+def test_a_snapshot_reads_no_row_at_or_after_its_cutoff_and_labels_only_its_window(
+    shop: Tables,
+) -> None:
+    cutoff, churn, horizon = pd.Timestamp("2025-03-01"), 60, 120
+    base = build_training_set(
+        shop, SHOP_AS_OF, [cutoff], churn_window_days=churn, horizon_days=horizon
+    )
+    # Rows at or after the cutoff change, and the window's end is moved: features must not.
+    tx = shop.transactions
+    later = tx["ts"] >= cutoff
+    outside = tx["ts"] >= cutoff + pd.Timedelta(days=horizon)
+    scrambled = tx.assign(amount=np.where(later, tx["amount"] * 7 + 3, tx["amount"]))
+    moved = build_training_set(
+        replace_tables(shop, scrambled),
+        SHOP_AS_OF,
+        [cutoff],
+        churn_window_days=churn,
+        horizon_days=horizon,
+    )
+    features = [c for c in base.columns if c not in LABEL_COLUMNS]
+    assert_frame_equal(moved[features], base[features])
+    assert not moved["future_spend"].equals(base["future_spend"])  # the window is read
+    # Rows after the label windows (still before as_of) change: nothing does.
+    beyond = tx.assign(amount=np.where(outside, -tx["amount"] - 1, tx["amount"]))
+    assert outside.any()
+    assert_frame_equal(
+        build_training_set(
+            replace_tables(shop, beyond),
+            SHOP_AS_OF,
+            [cutoff],
+            churn_window_days=churn,
+            horizon_days=horizon,
+        ),
+        base,
+    )
+
+
+def replace_tables(tables: Tables, transactions: pd.DataFrame) -> Tables:
+    from dataclasses import replace
+
+    return replace(tables, transactions=transactions)
+
+
+def test_a_sample_keeps_whole_customers_at_the_cutoffs_named(shop: Tables) -> None:
+    full = build_training_set(
+        shop, SHOP_AS_OF, SHOP_CUTOFFS, churn_window_days=90, horizon_days=180
+    )
+    sampled_cutoff = SHOP_CUTOFFS[1]
+    got = build_training_set(
+        shop,
+        SHOP_AS_OF,
+        SHOP_CUTOFFS,
+        churn_window_days=90,
+        horizon_days=180,
+        sample={sampled_cutoff: 0.3},
+        seed=5,
+    )
+    draws = dict(zip(full["customer_id"], customer_draws(full["customer_id"], 5), strict=False))
+    at = full["as_of"] == sampled_cutoff
+    kept = full[~at | full["customer_id"].map(draws).lt(0.3)].reset_index(drop=True)
+    assert 0.15 < (got["as_of"] == sampled_cutoff).sum() / at.sum() < 0.45
+    assert_frame_equal(got, kept.astype(got.dtypes.to_dict()))
+
+
+def test_customer_draws_are_seeded_hashes_of_the_id() -> None:
+    ids = pd.Series([f"C{i}" for i in range(20_000)], dtype="str")
+    draws = customer_draws(ids, 1)
+    assert np.array_equal(draws, customer_draws(ids.iloc[::-1], 1)[::-1])  # not row order
+    assert np.array_equal(draws[:3], customer_draws(ids[:3].astype(object), 1))
+    assert not np.array_equal(draws, customer_draws(ids, 2))
+    assert ((draws >= 0) & (draws < 1)).all() and abs(draws.mean() - 0.5) < 0.01
+
+
+def test_a_sample_share_must_be_a_share(shop: Tables) -> None:
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        build_training_set(shop, SHOP_AS_OF, SHOP_CUTOFFS[:1], sample={SHOP_CUTOFFS[0]: 0.0})
+
+
+def test_float32_features_halve_the_memory_and_keep_the_values(shop: Tables) -> None:
+    wide = build_training_set(shop, SHOP_AS_OF, SHOP_CUTOFFS, horizon_days=180)
+    lean = build_training_set(
+        shop, SHOP_AS_OF, SHOP_CUTOFFS, horizon_days=180, feature_dtype=np.float32
+    )
+    numbers = [c for c in wide.columns if wide[c].dtype == np.float64 and c not in LABEL_COLUMNS]
+    assert (lean[numbers].dtypes == np.float32).all()
+    assert lean[list(LABEL_COLUMNS)].dtypes.eq(np.float64).all()  # targets keep their precision
+    assert_frame_equal(lean, wide.astype(dict.fromkeys(numbers, np.float32)))
+
+
+def test_the_tables_are_encoded_once_for_every_cutoff(
+    shop: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import features.build
+
+    encoded: list[str] = []
+    encode = features.build._encode
+
+    def counting(frame: pd.DataFrame, *args: object, **kwargs: object) -> object:
+        encoded.append(",".join(frame.columns))
+        return encode(frame, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(features.build, "_encode", counting)
+    build_training_set(shop, SHOP_AS_OF, SHOP_CUTOFFS, churn_window_days=90, horizon_days=180)
+    assert len(SHOP_CUTOFFS) > 1 and len(encoded) == 3  # transactions, events, customers

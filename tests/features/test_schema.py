@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,6 +33,16 @@ def test_default_as_of_is_the_day_after_the_last_transaction(
     assert cutoff == pd.Timestamp(expected)
     assert cutoff.tzinfo is None and cutoff.unit == "us"
     assert len(tables.before(cutoff).transactions) == len(stamps)  # every row is before it
+
+
+def test_before_a_cutoff_after_every_row_copies_nothing() -> None:
+    # `vafa train` cuts the tables at the day after the last row; a copy would be gigabytes.
+    tables = transactions("2024-01-01", "2024-03-05")
+    kept = tables.before(pd.Timestamp("2024-03-06")).transactions
+    assert np.shares_memory(kept["amount"].to_numpy(), tables.transactions["amount"].to_numpy())
+    kept.loc[0, "amount"] = -1.0  # copy on write: the tables stay as they were
+    assert tables.transactions["amount"].iloc[0] != -1.0
+    assert len(tables.before(pd.Timestamp("2024-03-05")).transactions) == 1
 
 
 def test_default_as_of_reads_only_transactions(shop: Tables) -> None:
