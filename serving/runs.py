@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ import pandas as pd
 
 from features.schema import to_timestamp
 from serving.scoring.columns import ACTIVE_COLUMN, NO_ACTION, VALUE_COLUMNS
+from training.intervals import SpendIntervals
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,23 @@ def latest_run(scores_dir: Path, as_of: pd.Timestamp | None = None) -> Run | Non
     return runs[-1] if runs else None
 
 
-def summarise(scores: pd.DataFrame, timings: dict[str, float]) -> dict[str, Any]:
-    """Counts, distributions and model versions of one run, for people and for monitoring."""
+def summarise(
+    scores: pd.DataFrame, timings: dict[str, float], model_config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Counts, distributions and model versions of one run, for people and for monitoring.
+
+    Args:
+        scores: the run's score rows.
+        timings: seconds per step.
+        model_config: the scoring model's `ModelBundle.config`, for the customer equity's
+            range (`equity_interval`); None: no range (a run summarised from its rows alone).
+    """
     quantiles = [0.1, 0.5, 0.9]
     return {
         "customers": len(scores),
         "model_versions": sorted(scores["model_version"].astype(str).unique().tolist()),
         "customer_equity": float(scores["clv"].sum()),
+        "customer_equity_interval": equity_interval(scores, model_config),
         "value_at_risk": float(scores["value_at_risk"].sum()),
         "mean_churn_probability": float(scores["churn_probability"].mean()),
         "decision_population": decision_population_figures(scores),
@@ -133,6 +144,36 @@ def summarise(scores: pd.DataFrame, timings: dict[str, float]) -> dict[str, Any]
         "with_action": int((scores["recommended_action"] != NO_ACTION).sum()),
         "segments": {str(k): int(v) for k, v in scores["segment"].value_counts().items()},
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+def equity_interval(
+    scores: pd.DataFrame, model_config: Mapping[str, Any] | None
+) -> dict[str, float | None] | None:
+    """The customer equity's range at the model's level (`SpendIntervals.equity_interval`).
+
+    Not the sum of the customers' ranges (far too wide: their misses mostly cancel); the
+    model's stored spread per bin of predicted spend, added up over these customers, plus its
+    level's own error. None when the model has no ranges or there is nobody.
+
+    Returns:
+        `level`, `low` and `high` (currency), and `low_factor` / `high_factor` (over the
+        customer equity).
+    """
+    stored = (model_config or {}).get("spend_intervals")
+    if not stored or scores.empty or not {"predicted_spend", "clv"} <= set(scores.columns):
+        return None
+    intervals = SpendIntervals.from_dict(stored)
+    config = model_config or {}
+    per_spend = float(config.get("margin_rate", 1.0)) * float(config.get("discount_factor", 1.0))
+    low, high = intervals.equity_interval(scores["predicted_spend"], scores["clv"], per_spend)
+    equity = float(scores["clv"].sum())
+    return {
+        "level": intervals.level,
+        "low": low,
+        "high": high,
+        "low_factor": low / equity if equity > 0 else None,
+        "high_factor": high / equity if equity > 0 else None,
     }
 
 

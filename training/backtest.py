@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,10 @@ from features.labels import build_labels
 from features.population import active_mask
 from features.schema import Tables, default_as_of
 from training.baselines import churn_baselines, spend_baselines
+from training.datasets import RUNGS
+from training.intervals import SpendIntervals, coverage
 from training.metrics import ALL_CUSTOMERS, churn_metrics, spend_metrics
+from training.model import ModelBundle
 from training.train import TrainOptions, TrainResult, train_models
 
 CHURN_ROWS = (
@@ -57,6 +60,8 @@ class BacktestResult:
     # Per target ("churn", "spend"): one row per customer scored at T with `actual`, `active`
     # and one column per model and baseline: what paired comparisons resample.
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Out-of-time checks of the ranges: coverage of spend and CLV, the equity range and total.
+    intervals: dict[str, float] = field(default_factory=dict)
 
     def render(self) -> str:
         """The four tables as text: the decision population first, then every customer."""
@@ -71,7 +76,33 @@ class BacktestResult:
             f"churn, all {self.n_customers:,} customers (long-gone ones included)\n"
             f"{self.churn_all.round(4).to_string()}\n\n"
             f"spend over the horizon, all {self.n_customers:,} customers\n"
-            f"{self.spend_all.round(4).to_string()}"
+            f"{self.spend_all.round(4).to_string()}{self._render_ladder()}{self._render_ranges()}"
+        )
+
+    def _render_ladder(self) -> str:
+        """Which rung each target trained on, with its label window and validation."""
+        trained = self.trained
+        ladder = (trained.bundle.config.get("ladder") if trained is not None else None) or {}
+        lines = [
+            f"{target}: rung {step['rung']}, {step['label_days']}-day labels, validated "
+            f"{step['validation']}, {step['btyd_family']} base, correction weight "
+            f"{step['correction_weight']:.2f}"
+            for target, step in ladder.items()
+        ]
+        return "\n\nladder\n" + "\n".join(lines) if lines else ""
+
+    def _render_ranges(self) -> str:
+        """The 80% ranges out of time: coverage, and the equity range against the truth."""
+        checks = self.intervals
+        if not checks:
+            return ""
+        everyone = checks["spend_coverage_all"]
+        return (
+            "\n\n80% ranges after T: spend covered "
+            f"{checks['spend_coverage']:.1%} of active customers ({everyone:.1%}"
+            f" of all), CLV {checks['clv_coverage']:.1%} ({checks['clv_coverage_all']:.1%}); "
+            f"customer equity {checks['equity_predicted']:,.0f} in [{checks['equity_low']:,.0f}, "
+            f"{checks['equity_high']:,.0f}], came true {checks['equity_actual']:,.0f}"
         )
 
     def flat_metrics(self) -> dict[str, float]:
@@ -87,13 +118,21 @@ class BacktestResult:
             for model in table.columns:
                 for metric, value in table[model].items():
                     out[f"backtest_{target}_{model}_{metric}{suffix}"] = float(value)
+        out |= {f"backtest_interval_{k}": float(v) for k, v in self.intervals.items()}
         return out
 
 
 def backtest(
-    tables: Tables, as_of: pd.Timestamp, options: TrainOptions, storage: str | None = None
+    tables: Tables,
+    as_of: pd.Timestamp,
+    options: TrainOptions,
+    storage: str | None = None,
+    every_rung: bool = False,
 ) -> BacktestResult:
     """Train on rows before `as_of`, score as of it, and compare with the windows after it.
+
+    With `every_rung`, the rungs of the ladder below the one the history allowed are trained
+    too and graded beside it (columns `rung_<name>`): what a shorter history would have got.
 
     Raises:
         ValueError: the data does not reach `as_of` plus the longer window.
@@ -117,13 +156,24 @@ def backtest(
     past = tables.before(as_of)
 
     churn_preds = {"model": predictions["churn_probability"].to_numpy()}
+    spend_preds = {"model": predictions["predicted_spend"].to_numpy()}
+    if every_rung:
+        used = min(
+            RUNGS.index(plan.rung) for plan in (trained.data.churn_plan, trained.data.spend_plan)
+        )
+        for rung in RUNGS[used + 1 :]:
+            lower = replace(options, highest_rung=rung)
+            below = train_models(past, as_of, lower, storage, f"backtest-{stamp}-{rung}")
+            scores = below.bundle.predict(scored)
+            churn_preds[f"rung_{rung}"] = scores["churn_probability"].to_numpy()
+            spend_preds[f"rung_{rung}"] = scores["predicted_spend"].to_numpy()
     churn_preds |= churn_baselines(
         past, trained.data.churn_train, scored, as_of, options.churn_window_days
     )
-    spend_preds = {"model": predictions["predicted_spend"].to_numpy()}
     spend_preds |= spend_baselines(past, scored, as_of, options.horizon_days)
     everyone = np.ones(len(scored), dtype=bool)
     active = active_mask(scored, options.churn_window_days)
+    intervals = _interval_checks(bundle, predictions, scored, active)
     churn, churn_all = (
         _table(churn_metrics, scored["churned"], churn_preds, rows, CHURN_ROWS)
         for rows in (active, everyone)
@@ -141,6 +191,7 @@ def backtest(
         spend_all=spend_all,
         n_active=int(active.sum()),
         churn_window_days=options.churn_window_days,
+        intervals=intervals,
         predictions={
             target: pd.DataFrame(
                 {"customer_id": scored["customer_id"], "actual": scored[label], "active": active}
@@ -152,6 +203,42 @@ def backtest(
             )
         },
     )
+
+
+def _interval_checks(
+    bundle: ModelBundle, predictions: pd.DataFrame, scored: pd.DataFrame, active: np.ndarray
+) -> dict[str, float]:
+    """How the model's 80% ranges fared against what happened after T (empty without ranges).
+
+    Spend ranges against the spend, CLV ranges against the margin (discounted as CLV is), on
+    the decision population and on everyone; and customer equity's range against the CLV
+    that came true.
+    """
+    stored = bundle.config.get("spend_intervals")
+    if not stored:
+        return {}
+    discount = float(bundle.config.get("discount_factor", 1.0))
+    realised = scored["future_margin"].to_numpy(dtype=float) * discount
+    out: dict[str, float] = {}
+    for suffix, rows in (("", active), (ALL_CUSTOMERS, np.ones(len(scored), dtype=bool))):
+        out[f"spend_coverage{suffix}"] = coverage(
+            scored["future_spend"][rows],
+            predictions["spend_low"][rows],
+            predictions["spend_high"][rows],
+        )
+        out[f"clv_coverage{suffix}"] = coverage(
+            realised[rows], predictions["clv_low"][rows], predictions["clv_high"][rows]
+        )
+    low, high = SpendIntervals.from_dict(stored).equity_interval(
+        predictions["predicted_spend"], predictions["clv"]
+    )
+    out |= {
+        "equity_predicted": float(predictions["clv"].sum()),
+        "equity_low": low,
+        "equity_high": high,
+        "equity_actual": float(realised.sum()),
+    }
+    return out
 
 
 def _table(

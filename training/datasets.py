@@ -8,19 +8,31 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.build import CATEGORICAL_FEATURES, default_event_types
+from features.build import CATEGORICAL_FEATURES, build_features, default_event_types
 from features.columns import ColumnData, categorical, numbers, row_count
 from features.labels import LABEL_COLUMNS, build_training_set
 from features.schema import Tables, to_timestamp
 from training.btyd.features import with_btyd_by_snapshot
+from training.sampling import MAX_TRAIN_ROWS, plan_sample
 
 # A snapshot needs some history before it to say anything about a customer.
 MIN_HISTORY_DAYS = 60
+# The shortest label window trees learn from; below it only the BTYD base forecasts.
+MIN_LABEL_DAYS = 14
+# A history shorter than this many purchase cycles (median days between purchase days)
+# cannot tell a lapsed customer from a slow one: no model forecasts from it.
+MIN_PURCHASE_CYCLES = 2
 NOT_FEATURES = {"customer_id", "as_of", *LABEL_COLUMNS}
+
+# The rungs of the ladder, best first (`plan_cutoffs`).
+OUT_OF_TIME = "out_of_time"  # training and validation windows as long as the one requested
+SHORT_WINDOWS = "short_windows"  # shorter windows; the BTYD base extrapolates to the request
+BTYD_ONLY = "btyd_only"  # no training window fits: the BTYD base alone, validated if it can be
+RUNGS = (OUT_OF_TIME, SHORT_WINDOWS, BTYD_ONLY)
 
 
 class HistoryTooShortError(ValueError):
-    """The data does not cover the label windows; the message suggests windows that fit."""
+    """The data is too short for any model; the message says what would work."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +41,23 @@ class CutoffPlan:
 
     Every training label window ends on or before the validation cutoff, and the validation
     window ends on or before the training date: validation is strictly later, never random.
+    `label_days` is the window the snapshots are labelled with: the one requested on the
+    `out_of_time` rung, shorter below it (the BTYD base carries the model to the request).
+    On the `btyd_only` rung there is no training cutoff, and `valid` is None when not even a
+    validation window fits.
     """
 
     train: list[pd.Timestamp]
-    valid: pd.Timestamp
+    valid: pd.Timestamp | None
+    label_days: int
+    rung: str = OUT_OF_TIME
+
+    @property
+    def validation(self) -> str:
+        """How this plan's model is validated, for the run log."""
+        if self.valid is None:
+            return "none: no window of the history is left to validate on"
+        return f"out of time: the {self.label_days}-day window from {self.valid.date()}"
 
 
 def plan_cutoffs(
@@ -42,28 +67,68 @@ def plan_cutoffs(
     n_snapshots: int,
     spacing_days: int,
     what: str,
+    highest: str = OUT_OF_TIME,
 ) -> CutoffPlan:
-    """Cutoffs for a label of `label_days`, as many as the history allows (up to `n_snapshots`).
+    """The best rung of the ladder the history holds for a label of `label_days`.
 
-    Raises:
-        HistoryTooShortError: not even one training snapshot fits.
+    `out_of_time` when `MIN_HISTORY_DAYS` plus a training and a validation window of
+    `label_days` fit; else `short_windows` with the longest window that fits (at least
+    `MIN_LABEL_DAYS`); else `btyd_only`, validated on the longest window a snapshot with
+    half the history before it leaves. Which customers the history is long enough for at
+    all is `check_history`'s question. `highest` caps the rung, so a backtest can grade the
+    lower ones where a better one fits: `short_windows` then labels half the window.
     """
-    valid = as_of - pd.Timedelta(days=label_days)
+    span = (as_of - first_ts.normalize()).days
+    fits = (span - MIN_HISTORY_DAYS) // 2
+    if highest == SHORT_WINDOWS:
+        fits = min(fits, max(label_days // 2, MIN_LABEL_DAYS))
+    if highest == BTYD_ONLY:
+        fits = -1
+    if fits >= label_days:
+        days, rung = label_days, OUT_OF_TIME
+    elif fits >= MIN_LABEL_DAYS:
+        days, rung = fits, SHORT_WINDOWS
+    else:
+        days = min(label_days, span // 2)
+        valid = as_of - pd.Timedelta(days=days) if days >= 1 else None
+        return CutoffPlan(train=[], valid=valid, label_days=max(days, 1), rung=BTYD_ONLY)
+    valid = as_of - pd.Timedelta(days=days)
     earliest = first_ts.normalize() + pd.Timedelta(days=MIN_HISTORY_DAYS)
-    latest_train = valid - pd.Timedelta(days=label_days)
+    latest_train = valid - pd.Timedelta(days=days)
     train = [latest_train - pd.Timedelta(days=spacing_days * k) for k in range(n_snapshots)]
     train = sorted(c for c in train if c >= earliest)
-    if not train:
-        span = (as_of - first_ts).days
-        fits = max((span - MIN_HISTORY_DAYS) // 2, 0)
+    return CutoffPlan(train=train, valid=valid, label_days=days, rung=rung)
+
+
+def check_history(transactions: pd.DataFrame, as_of: pd.Timestamp) -> None:
+    """Refuse only a history too short for any model: under `MIN_PURCHASE_CYCLES` cycles.
+
+    Raises:
+        HistoryTooShortError: no repeat purchase, or the history spans fewer purchase cycles
+            than a lapse can be told from; the message says how much history would do.
+    """
+    past = transactions[(transactions["ts"] < as_of) & (transactions["amount"] >= 0)]
+    if past.empty:
+        raise HistoryTooShortError(f"no purchase before {as_of.date()}: nothing to learn from")
+    days = past[["customer_id"]].assign(day=past["ts"].dt.normalize()).drop_duplicates()
+    days = days.sort_values(["customer_id", "day"])
+    gaps = days.groupby("customer_id")["day"].diff().dropna().dt.days
+    first = days["day"].min()
+    span = (as_of - first).days
+    if gaps.empty:
         raise HistoryTooShortError(
-            f"the data covers {span} days ({first_ts.date()} to {as_of.date()}), too short for "
-            f"a {label_days}-day {what}: training needs {MIN_HISTORY_DAYS} days of history, a "
-            f"{label_days}-day training window and a {label_days}-day validation window, "
-            f"{MIN_HISTORY_DAYS + 2 * label_days} days in all. Windows of at most {fits} days fit"
-            f" this data (e.g. --churn-window-days {min(fits, 90)} --horizon-days {fits})."
+            f"the {span} days of history ({first.date()} to {as_of.date()}) hold no repeat "
+            "purchase: no model can learn how often customers buy. Train again once some "
+            "customers have bought on a second day."
         )
-    return CutoffPlan(train=train, valid=valid)
+    cycle = float(gaps.median())
+    if span < MIN_PURCHASE_CYCLES * cycle:
+        raise HistoryTooShortError(
+            f"the history covers {span} days ({first.date()} to {as_of.date()}), under "
+            f"{MIN_PURCHASE_CYCLES} purchase cycles (customers buy every {cycle:.0f} days, the "
+            f"median): a lapse cannot be told from a slow buyer yet. At least "
+            f"{int(np.ceil(MIN_PURCHASE_CYCLES * cycle))} days of history would do."
+        )
 
 
 @dataclass
@@ -197,48 +262,72 @@ def build_training_data(
     n_snapshots: int = 6,
     spacing_days: int = 30,
     btyd_features: bool = False,
+    seed: int = 0,
+    max_train_rows: int | None = MAX_TRAIN_ROWS,
+    highest_rung: str = OUT_OF_TIME,
 ) -> TrainingData:
     """Feature+label snapshots for both models using only rows before `as_of`.
 
-    With `btyd_features`, each snapshot also gets BG/NBD outputs fitted on that snapshot alone.
+    Each target gets the best rung of the ladder its window allows (`plan_cutoffs`); its
+    snapshots are labelled with that rung's window. With `btyd_features`, each snapshot also
+    gets BG/NBD outputs fitted on that snapshot alone.
 
     Raises:
-        HistoryTooShortError: the history does not cover a window.
+        HistoryTooShortError: the history is too short for any model (`check_history`).
     """
     end = to_timestamp(as_of)
     past = tables.before(end)
-    if past.transactions.empty:
-        raise HistoryTooShortError(f"no transaction before {end.date()}")
+    check_history(past.transactions, end)
     first = to_timestamp(past.transactions["ts"].min())
     churn_plan = plan_cutoffs(
-        first, end, churn_window_days, n_snapshots, spacing_days, "churn window"
+        first, end, churn_window_days, n_snapshots, spacing_days, "churn window", highest_rung
     )
-    spend_plan = plan_cutoffs(first, end, horizon_days, n_snapshots, spacing_days, "spend horizon")
-    cutoffs = sorted({*churn_plan.train, churn_plan.valid, *spend_plan.train, spend_plan.valid})
+    spend_plan = plan_cutoffs(
+        first, end, horizon_days, n_snapshots, spacing_days, "spend horizon", highest_rung
+    )
+    plans = (churn_plan, spend_plan)
+    cutoffs = sorted({c for plan in plans for c in (*plan.train, plan.valid) if c is not None})
     event_types = default_event_types(past, end.to_pydatetime())
-    stacked = build_training_set(
+    types = event_types if past.events is not None else []
+    # Above `max_train_rows` a training split keeps a share of its customers (validation whole).
+    sample = plan_sample(
         past,
-        end,
-        cutoffs,
-        churn_window_days=churn_window_days,
-        horizon_days=horizon_days,
-        margin_rate=margin_rate,
-        event_types=event_types if past.events is not None else None,
+        {"churn": churn_plan.train, "spend": spend_plan.train},
+        max_rows=max_train_rows,
+        seed=seed,
     )
+    if cutoffs:
+        stacked = build_training_set(
+            past,
+            end,
+            cutoffs,
+            churn_window_days=churn_plan.label_days,
+            horizon_days=spend_plan.label_days,
+            margin_rate=margin_rate,
+            event_types=event_types if past.events is not None else None,
+            sample=sample.by_cutoff(whole=[churn_plan.valid, spend_plan.valid]),
+            seed=seed,
+        )
+    else:
+        features = build_features(past, end, event_types=types or None)
+        stacked = features.assign(as_of=end, **dict.fromkeys(LABEL_COLUMNS, np.nan))
+        stacked = stacked.astype(dict.fromkeys(LABEL_COLUMNS, "float64"))
 
     btyd_params = None
     if btyd_features:
-        stacked, btyd_params = with_btyd_by_snapshot(stacked, churn_window_days, horizon_days)
+        stacked, btyd_params = with_btyd_by_snapshot(
+            stacked, churn_plan.label_days, spend_plan.label_days
+        )
 
-    def rows(dates: list[pd.Timestamp], label: str) -> pd.DataFrame:
-        picked = stacked[stacked["as_of"].isin(dates) & stacked[label].notna()]
-        return picked.reset_index(drop=True)
+    def rows(dates: list[pd.Timestamp | None], label: str) -> pd.DataFrame:
+        picked = stacked[stacked["as_of"].isin([d for d in dates if d is not None])]
+        return picked[picked[label].notna()].reset_index(drop=True)
 
-    spec = FeatureSpec.from_frame(stacked, event_types if past.events is not None else [])
+    spec = FeatureSpec.from_frame(stacked, types)
     return TrainingData(
-        churn_train=rows(churn_plan.train, "churned"),
+        churn_train=sample.take("churn", rows(churn_plan.train, "churned")),
         churn_valid=rows([churn_plan.valid], "churned"),
-        spend_train=rows(spend_plan.train, "future_spend"),
+        spend_train=sample.take("spend", rows(spend_plan.train, "future_spend")),
         spend_valid=rows([spend_plan.valid], "future_spend"),
         spec=spec,
         churn_plan=churn_plan,

@@ -80,6 +80,7 @@ def run_backtest(
     *,
     tracking_uri: str,
     data_dir: str,
+    every_rung: bool = False,
 ) -> BacktestResult:
     """Backtest as of a past date and log the side-by-side metrics as an MLflow run.
 
@@ -89,6 +90,7 @@ def run_backtest(
         options: windows, economics, tuning budget and seed.
         tracking_uri: the MLflow store; the Optuna studies are kept beside a local one.
         data_dir: the data folder, logged with the run.
+        every_rung: also grade the rungs of the ladder below the one used.
 
     Returns:
         The model's and the baselines' metrics.
@@ -98,7 +100,7 @@ def run_backtest(
     """
     configure_tracking(tracking_uri)
     with mlflow.start_run(run_name=f"backtest-{as_of.date()}"):
-        result = backtest(tables, as_of, options, optuna_storage(tracking_uri))
+        result = backtest(tables, as_of, options, optuna_storage(tracking_uri), every_rung)
         mlflow.log_params(
             {
                 "kind": "backtest",

@@ -12,12 +12,15 @@ from typing import Any, TypeAlias
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy import special
 from sklearn.isotonic import IsotonicRegression
 
 from features.columns import ColumnData, as_frame, numbers, row_count
 from features.schema import ID
+from training.btyd.base import BtydBase
 from training.btyd.features import add_btyd_features
 from training.datasets import FeatureSpec
+from training.intervals import SpendIntervals
 
 BUNDLE_FILE = "bundle.json"
 REFERENCE_FILE = "reference.json"
@@ -74,6 +77,10 @@ class Calibrator:
         return np.interp(np.asarray(raw, dtype=float), self.x, self.y)
 
 
+# The calibrator of models whose level the BTYD base carries: the identity.
+IDENTITY = Calibrator([0.0, 1.0], [0.0, 1.0])
+
+
 def discount_factor(annual_rate: float, horizon_days: int) -> float:
     """Mean present value of one unit spent evenly over the horizon at an annual discount rate."""
     if annual_rate <= 0:
@@ -113,6 +120,12 @@ class Prediction:
     clv: np.ndarray
     model_frame: ColumnData  # the features plus what the models derive (`model_features`)
     matrix: ModelInput  # what the boosters read (`model_input`)
+    # The ranges (`training.intervals`, level in `config["spend_intervals"]`); NaN for a
+    # bundle fitted before they existed.
+    spend_low: np.ndarray
+    spend_high: np.ndarray
+    clv_low: np.ndarray
+    clv_high: np.ndarray
 
 
 @dataclass
@@ -138,16 +151,75 @@ class ModelBundle:
         """The one churn/spend/CLV formula, for a feature frame or a dict of feature columns.
 
         CLV is the predicted spend times the customer's margin rate (their own history shrunk
-        towards the overall rate), discounted over the horizon; never negative.
+        towards the overall rate), discounted over the horizon; never negative. The spend
+        range is `config["spend_intervals"]` (`training.intervals.SpendIntervals`), the CLV
+        range the spend range through the same formula; NaN when the bundle has none.
         """
         n = row_count(features, n)
         frame = self.model_features(features)
         matrix = self.model_input(frame, n)
-        churn = np.clip(self.churn_calibrator(self.churn_raw(matrix, num_threads)), 0.0, 1.0)
-        spend = self.spend.predict(matrix, num_threads)
+        churn, spend = self.churn_and_spend(frame, matrix, num_threads)
         discount = float(self.config.get("discount_factor", 1.0))
-        clv = np.maximum(spend * self.margin_rates(features, n) * discount, 0.0)
-        return Prediction(churn, spend, clv, frame, matrix)
+        value_per_spend = self.margin_rates(features, n) * discount
+        clv = np.maximum(spend * value_per_spend, 0.0)
+        stored = self.config.get("spend_intervals")
+        if stored:
+            spend_low, spend_high = SpendIntervals.from_dict(stored).bounds(spend)
+        else:
+            spend_low, spend_high = np.full(n, np.nan), np.full(n, np.nan)
+        return Prediction(
+            churn_probability=churn,
+            predicted_spend=spend,
+            clv=clv,
+            model_frame=frame,
+            matrix=matrix,
+            spend_low=spend_low,
+            spend_high=spend_high,
+            clv_low=np.maximum(spend_low * value_per_spend, 0.0),
+            clv_high=np.maximum(spend_high * value_per_spend, 0.0),
+        )
+
+    def churn_and_spend(
+        self, frame: ColumnData, matrix: ModelInput, num_threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Churn probability over the churn window and expected spend over the horizon.
+
+        With a BTYD base (`training.btyd.base`), each is the base's score for the requested
+        window plus the trees' correction, shrunk by the weight fitted out of time: the base
+        carries the level and the time structure, so a window longer than the trees were
+        labelled with is still forecast. Older bundles: the boosters, calibrated.
+        """
+        bases = self.btyd_bases
+        if bases is None:
+            churn = np.clip(self.churn_calibrator(self.churn_raw(matrix, num_threads)), 0.0, 1.0)
+            return churn, self.spend.predict(matrix, num_threads)
+        weight = self.config["correction_weight"]
+        window, horizon = self.config["churn_window_days"], self.config["horizon_days"]
+        churn_margin = bases["churn"].churn_margin(frame, window) + weight["churn"] * predict(
+            self.churn, matrix, num_threads, raw_score=True
+        )
+        spend_margin = bases["spend"].spend_margin(frame, horizon) + weight["spend"] * predict(
+            self.spend.boosters["spend"], matrix, num_threads, raw_score=True
+        )
+        return special.expit(churn_margin), np.exp(spend_margin)
+
+    def churn_base_shift(self, frame: ColumnData, n: int | None = None) -> np.ndarray | None:
+        """Each row's BTYD churn log-odds minus their mean at the training date (None: no base).
+
+        What the base adds to a customer's churn score beyond the average customer's: the part
+        of the score the trees' TreeSHAP values do not hold.
+        """
+        bases = self.btyd_bases
+        if bases is None:
+            return None
+        margin = bases["churn"].churn_margin(frame, self.config["churn_window_days"])
+        return margin - float(self.config.get("churn_base_mean", 0.0))
+
+    @cached_property
+    def btyd_bases(self) -> dict[str, BtydBase] | None:
+        """The BTYD base of each target, fitted as of the training date (None: older bundles)."""
+        stored = self.config.get("btyd_base")
+        return {k: BtydBase.from_dict(v) for k, v in stored.items()} if stored else None
 
     def predict(self, features: pd.DataFrame, num_threads: int = 0) -> pd.DataFrame:
         """`predict_columns` as a frame of feature rows (as `build_features` gives them)."""
@@ -158,6 +230,10 @@ class ModelBundle:
                 "churn_probability": predicted.churn_probability,
                 "predicted_spend": predicted.predicted_spend,
                 "clv": predicted.clv,
+                "spend_low": predicted.spend_low,
+                "spend_high": predicted.spend_high,
+                "clv_low": predicted.clv_low,
+                "clv_high": predicted.clv_high,
             },
             index=features.index,
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from training.sampling import MAX_TRAIN_ROWS
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -20,3 +22,8 @@ class TrainOptions:
     spacing_days: int = 30
     btyd_features: bool = False  # measured: no out-of-time gain on the generated data
     num_threads: int = 2
+    # Above this many rows a training split keeps a share of its customers (training.sampling).
+    max_train_rows: int | None = MAX_TRAIN_ROWS
+    # The best rung of the ladder to use (training.datasets.RUNGS): lower ones are graded
+    # side by side by a backtest.
+    highest_rung: str = "out_of_time"

@@ -180,7 +180,9 @@ def score_shift(
     ]
     large: list[str] = []
     metrics: dict[str, float] = {}
-    for column in (c for c in scores["challenger"].columns if c != ID):
+    # The ranges move with the values they bound; a champion without them has none to compare.
+    compared = [c for c in scores["challenger"].columns if c != ID and c in scores["champion"]]
+    for column in (c for c in compared if not c.endswith(("_low", "_high"))):
         old, new = (float(scores[name][column].mean()) for name in ("champion", "challenger"))
         metrics |= {f"shift_{column}_mean_champion": old, f"shift_{column}_mean_challenger": new}
         if column == "churn_probability":

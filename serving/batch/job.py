@@ -263,7 +263,7 @@ def _run(
     summary: dict[str, Any] = (
         {"as_of": str(as_of.date()), "engine": options.engine, "chunks": scored.chunks}
         | extra
-        | summarise(scores, scored.timings)
+        | summarise(scores, scored.timings, scorer.bundle.config)
         | {"changes": changes, "drift": drift, "freshness": freshness}
     )
     night = Night(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import Tables
+from serving.scoring.columns import INTERVAL_COLUMNS
 from training.reference import Histogram, psi
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,11 @@ class DriftMonitor:
     def __post_init__(self) -> None:
         ref = self.reference or {}
         self._histograms = {
-            kind: {c: Histogram.from_dict(h) for c, h in ref.get(kind, {}).items()}
+            kind: {
+                c: Histogram.from_dict(h)
+                for c, h in ref.get(kind, {}).items()
+                if c not in INTERVAL_COLUMNS  # the ranges move with the values: watched there
+            }
             for kind in ("features", "scores")
         }
         self._counts = {"features": {}, "scores": {}}
@@ -189,6 +194,10 @@ def log_run(summary: Mapping[str, Any], tracking_uri: str, run_name: str) -> str
         "stale_flags": float(len(summary.get("freshness", {}).get("flags", []))),
         "drift_flags": float(len(drift.get("flagged", []))),
     }
+    equity_range = summary.get("customer_equity_interval") or {}
+    for end in ("low", "high"):
+        if equity_range.get(end) is not None:
+            metrics[f"customer_equity_{end}"] = float(equity_range[end])
     changes = summary.get("changes", {})
     for key in ("changed_actions", "new_customers", "dropped_customers"):
         if changes.get(key) is not None:

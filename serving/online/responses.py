@@ -17,6 +17,7 @@ from serving.scoring.columns import (
     ACTION_COLUMNS,
     ACTIVE_COLUMN,
     CONTRACT_COLUMNS,
+    INTERVAL_COLUMNS,
     SCORE_COLUMNS,
     SEGMENT_COLUMNS,
     VALUE_COLUMNS,
@@ -29,7 +30,7 @@ UtcText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"
 # through and declared without a type until it is added here.
 _ROW_TYPES: dict[str, Any] = {
     **dict.fromkeys((*SEGMENT_COLUMNS, *ACTION_COLUMNS, "next_order_status"), str | None),
-    **dict.fromkeys(VALUE_COLUMNS, float | None),
+    **dict.fromkeys((*VALUE_COLUMNS, *INTERVAL_COLUMNS), float | None),
     ID: str,
     "as_of": UtcText,
     "expected_next_order": UtcText | None,
@@ -84,6 +85,18 @@ def zone_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for name in ROW_TIMESTAMPS:
             if name in row:
                 row[name] = zoned(row[name])
+    return rows
+
+
+def stored_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored score rows as the spec declares them, in place (what `/lookup` answers).
+
+    Date-times zoned (`zone_rows`), and the ranges (`INTERVAL_COLUMNS`, promised since) null
+    in rows stored before them.
+    """
+    for row in zone_rows(rows):
+        for name in INTERVAL_COLUMNS:
+            row.setdefault(name, None)
     return rows
 
 

@@ -27,7 +27,7 @@ from serving.online.guard import Guard, HideRequestData
 from serving.online.metrics import RequestMetrics
 from serving.online.queue import NotReadyError, ScoringQueue
 from serving.online.requests import clock_as_of
-from serving.online.responses import LookupResponse, ModelStatus, ScoreResponse, zone_rows
+from serving.online.responses import LookupResponse, ModelStatus, ScoreResponse, stored_rows
 from serving.online.runtime import large_request
 from serving.online.schema import (
     CustomerHistory,
@@ -167,7 +167,7 @@ class VafaService:
             message = f"scores store unreachable: {describe(exc)}"
             return error(503, message)  # type: ignore[return-value]
         return LookupResponse(
-            scores=zone_rows(found.found), unknown=found.unknown, latest_run=found.as_of
+            scores=stored_rows(found.found), unknown=found.unknown, latest_run=found.as_of
         )
 
     @bentoml.api(route="/status", input_spec=NoBody)

@@ -38,6 +38,16 @@ def _churn_card(d: Dashboard) -> str:
     )
 
 
+def _equity_range(h: dict[str, float | None]) -> str:
+    """The customer equity's range, said in words; nothing for a run without one."""
+    if h.get("customer_equity_low") is None:
+        return ""
+    return (
+        f"; {percent(h['equity_level'], 0)} range {money(h['customer_equity_low'])} to "
+        f"{money(h['customer_equity_high'])}"
+    )
+
+
 def banner(d: Dashboard) -> str:
     """A warning on top of the page when the run is flagged stale or drifted, else nothing."""
     stale, drift = d.flags.get("stale", []), d.flags.get("drift", [])
@@ -76,7 +86,8 @@ def kpis(d: Dashboard) -> str:
         card(
             "Customer equity",
             money(h["customer_equity"]),
-            f"sum of CLV (margin over {horizon} days) of {number(h['customers'])} customers",
+            f"sum of CLV (margin over {horizon} days) of {number(h['customers'])} customers"
+            + _equity_range(h),
         ),
         card(
             "Value at risk",

@@ -60,6 +60,22 @@ def top_share(clv: pd.Series, fraction: float) -> float | None:
     return float(values[: max(1, math.ceil(fraction * len(values)))].sum() / total)
 
 
+def equity_range(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The customer equity's range from the run summary (`serving.runs.equity_interval`).
+
+    All None for a run scored by a model without ranges, or summarised before they existed.
+    """
+    stored = summary.get("customer_equity_interval") or {}
+    names = {"low": "customer_equity_low", "high": "customer_equity_high", "level": "equity_level"}
+    figures: dict[str, float | None] = {}
+    for end, name in names.items():
+        value = stored.get(end)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return dict.fromkeys(names.values())
+        figures[name] = float(value)
+    return figures
+
+
 def _share(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
 
@@ -108,6 +124,7 @@ def headline(
     figures: dict[str, float | None] = {
         "customers": float(summary["customers"]),
         "customer_equity": equity,
+        **equity_range(summary),
         "value_at_risk": at_risk,
         **population_figures(summary),
         "mean_clv": equity / float(summary["customers"]) if summary["customers"] else None,

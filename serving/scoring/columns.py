@@ -6,6 +6,10 @@ from features.schema import ID
 
 # The numeric scores: their distributions go in the run summary and are watched for drift.
 VALUE_COLUMNS = ("churn_probability", "predicted_spend", "clv", "value_at_risk")
+# Each customer's range of predicted spend and of CLV at the model's level (80%: the actual
+# value falls in it for 80% of customers, measured out of time; `training.intervals`). Null
+# for a model fitted before ranges existed. Not watched for drift: they move with the values.
+INTERVAL_COLUMNS = ("spend_low", "spend_high", "clv_low", "clv_high")
 # `customer_type` only where the customers table has a `segment`.
 SEGMENT_COLUMNS = ("segment", "lifecycle_stage", "value_tier", "risk_tier", "customer_type")
 # What a contact needs: the action, its channel and the reason given to the agent.
@@ -29,6 +33,7 @@ SCORE_COLUMNS = (
     ID,
     "as_of",
     *VALUE_COLUMNS,
+    *INTERVAL_COLUMNS,
     *NEXT_ORDER_COLUMNS,
     ACTIVE_COLUMN,
     *SEGMENT_COLUMNS,
@@ -43,6 +48,7 @@ CONTRACT_COLUMNS = (
     ID,
     "as_of",
     *VALUE_COLUMNS,
+    *INTERVAL_COLUMNS,
     "segment",
     "recommended_action",
     "reasons",

@@ -110,6 +110,10 @@ class Scorer:
             "predicted_spend": predicted.predicted_spend,
             "clv": clv,
             "value_at_risk": churn * clv,
+            "spend_low": predicted.spend_low,
+            "spend_high": predicted.spend_high,
+            "clv_low": predicted.clv_low,
+            "clv_high": predicted.clv_high,
             **_next_order(features, n, as_of),
             ACTIVE_COLUMN: active_mask(features, window, n),
         }
@@ -124,7 +128,7 @@ class Scorer:
             if chosen.size:
                 rows = matrix[chosen] if isinstance(matrix, np.ndarray) else matrix.iloc[chosen]
                 text[chosen] = self._reason_model.texts(
-                    self._family_contributions(rows),
+                    self._family_contributions(rows, frame, chosen, n),
                     frame,
                     self.reasons_per_customer,
                     rows=chosen,
@@ -163,16 +167,31 @@ class Scorer:
             self.bundle.churn, model.indicator.argmax(axis=1), len(model.families)
         )
 
-    def _family_contributions(self, matrix: ModelInput) -> np.ndarray:
-        """Churn TreeSHAP values summed by reason family (rows x families).
+    def _family_contributions(
+        self, matrix: ModelInput, frame: ColumnData, rows: np.ndarray, n: int
+    ) -> np.ndarray:
+        """Churn contributions (log-odds) summed by reason family (rows x families).
 
-        The tabled TreeSHAP (`serving.scoring.treeshap`) gives `pred_contrib`'s values several times
-        faster; models too deep to table, or read as a frame, take `pred_contrib`.
+        The trees' TreeSHAP values, times the weight their correction is applied with; a BTYD
+        base's own lift over its average (`ModelBundle.churn_base_shift`) goes to the family of
+        `recency_days`, the purchase rhythm it reads. The tabled TreeSHAP
+        (`serving.scoring.treeshap`) gives `pred_contrib`'s values several times faster; models
+        too deep to table, or read as a frame, take `pred_contrib`.
         """
         if isinstance(matrix, np.ndarray) and (explainer := self._explainer) is not None:
-            return explainer(matrix, self.num_threads)
-        contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
-        return self._reason_model.family_contributions(contributions)
+            by_family = explainer(matrix, self.num_threads)
+        else:
+            contributions = predict(self.bundle.churn, matrix, self.num_threads, pred_contrib=True)
+            by_family = self._reason_model.family_contributions(contributions)
+        shift = self.bundle.churn_base_shift(frame, n)
+        if shift is None:
+            return by_family
+        by_family = by_family * self.bundle.config["correction_weight"]["churn"]
+        model = self._reason_model
+        if "recency_days" in model.columns:
+            family = int(model.indicator[model.columns.index("recency_days")].argmax())
+            by_family[:, family] += shift[rows]
+        return by_family
 
     def _segment_and_act(
         self, features: ColumnData, scores: dict[str, Any], n: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,6 +12,7 @@ from serving.runs import (
     Publication,
     RunLocked,
     begin,
+    equity_interval,
     exclusive,
     find_runs,
     latest_run,
@@ -20,8 +22,10 @@ from serving.runs import (
     run_folder,
     staged,
     staging_folder,
+    summarise,
     swap_in,
 )
+from training.intervals import SpendIntervals
 
 
 def publish(root: Path, day: str) -> Path:
@@ -135,3 +139,39 @@ def test_a_second_run_on_a_folder_is_refused_while_one_holds_it(tmp_path: Path) 
         exclusive(tmp_path),
     ):
         pass
+
+
+def test_the_summary_gives_the_equity_range_of_a_model_with_ranges() -> None:
+    """From the model's stored intervals; none without them (older models, older runs)."""
+    rng = np.random.default_rng(0)
+    pred = rng.gamma(1.0, 100.0, 2000)
+    intervals = SpendIntervals.fit(pred, pred * rng.gamma(2.0, 0.5, 2000))
+    config = {"spend_intervals": intervals.to_dict(), "margin_rate": 0.3, "discount_factor": 0.9}
+    scores = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(2000)],
+            "churn_probability": 0.2,
+            "predicted_spend": pred,
+            "clv": pred * 0.27,
+            "value_at_risk": pred * 0.054,
+            "recommended_action": "no_action",
+            "segment": "loyal",
+            "model_version": "4",
+        }
+    )
+    summary = summarise(scores, {}, config)
+    equity = summary["customer_equity_interval"]
+    low, high = intervals.equity_interval(pred, pred * 0.27)
+    assert equity == pytest.approx(
+        {
+            "level": 0.8,
+            "low": low,
+            "high": high,
+            "low_factor": low / summary["customer_equity"],
+            "high_factor": high / summary["customer_equity"],
+        }
+    )
+    assert equity["low_factor"] < 1 < equity["high_factor"]
+    assert summarise(scores, {})["customer_equity_interval"] is None
+    assert summarise(scores, {}, {"margin_rate": 0.3})["customer_equity_interval"] is None
+    assert equity_interval(scores.head(0), config) is None

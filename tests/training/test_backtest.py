@@ -46,7 +46,8 @@ def test_backtest_metrics_are_over_the_active_customers_with_everyone_beside(
         assert graded.churn_all.loc[name, "model"] == pytest.approx(everyone[name])
     spend = spend_metrics(scored["future_spend"][active], predictions["predicted_spend"][active])
     assert graded.spend.loc["normalized_gini", "model"] == pytest.approx(spend["normalized_gini"])
-    assert list(graded.churn.columns) == ["model", "recency", "bgnbd"]
+    assert list(graded.churn.columns) == ["model", "recency", "bgnbd", "pareto_nbd"]
+    assert list(graded.spend.columns) == ["model", "last_period", "bgnbd_gg", "pareto_nbd_gg"]
     assert np.isfinite(graded.churn_all.loc["roc_auc", "recency"])
 
 

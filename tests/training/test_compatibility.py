@@ -31,7 +31,11 @@ def old_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_a_bundle_saved_before_the_move_predicts_what_it_did() -> None:
     features, predicted_then = old_rows()
     predicted_now = ModelBundle.load(BUNDLE).predict(features)
-    pd.testing.assert_frame_equal(predicted_now, predicted_then)
+    pd.testing.assert_frame_equal(predicted_now[predicted_then.columns], predicted_then)
+    # Fitted before ranges existed: the range columns are there, and empty.
+    bounds = predicted_now.drop(columns=predicted_then.columns)
+    assert list(bounds.columns) == ["spend_low", "spend_high", "clv_low", "clv_high"]
+    assert bounds.isna().all().all()
 
 
 def test_the_scorer_and_the_old_pyfunc_entry_read_it() -> None:
@@ -39,6 +43,7 @@ def test_the_scorer_and_the_old_pyfunc_entry_read_it() -> None:
     bundle = ModelBundle.load(BUNDLE)
     scores = Scorer(bundle, "old").score(features, pd.Timestamp("2026-11-01"))
     np.testing.assert_allclose(scores["clv"], predicted_then["clv"])
+    assert scores[["clv_low", "clv_high"]].isna().all().all()  # no ranges, and no crash
     assert scores["recommended_action"].notna().all()
     model = VafaModel()
     model.load_context(SimpleNamespace(artifacts={BUNDLE_ARTIFACT: str(BUNDLE)}))

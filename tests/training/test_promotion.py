@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -16,7 +17,7 @@ from features.population import active_mask
 from features.schema import Tables
 from tests.training.factories import OPTIONS
 from training.metrics import churn_metrics
-from training.model import Calibrator, ModelBundle
+from training.model import ModelBundle
 from training.promotion import CHURN_SHIFT, judge, missing_inputs
 from training.registry import CHAMPION, MODEL_NAME, configure_tracking, log_training_run
 from training.train import TrainResult
@@ -98,9 +99,10 @@ def test_the_champion_reads_its_own_features_not_the_challengers(
 
 
 def shifted(bundle: ModelBundle, by: float) -> ModelBundle:
-    calibrator = bundle.churn_calibrator
-    raised = Calibrator(calibrator.x, [min(1.0, y + by) for y in calibrator.y])
-    return dataclasses.replace(bundle, churn_calibrator=raised)
+    """The bundle with a churn base whose customers drop out `by` times as readily: riskier."""
+    config = copy.deepcopy(bundle.config)
+    config["btyd_base"]["churn"]["process"]["a"] *= by
+    return dataclasses.replace(bundle, config=config)
 
 
 def call_the_risky(bundle: ModelBundle, features: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
@@ -112,7 +114,7 @@ def test_large_shifts_in_scores_and_actions_are_reported_before_promotion(
     trained: TrainResult, caplog: pytest.LogCaptureFixture
 ) -> None:
     challenger = dataclasses.replace(
-        trained, bundle=shifted(trained.bundle, 0.3), metrics=trained.metrics | BEATS_ANYTHING
+        trained, bundle=shifted(trained.bundle, 10.0), metrics=trained.metrics | BEATS_ANYTHING
     )
     with caplog.at_level(logging.WARNING, logger="training.promotion"):
         decision = judge(challenger, trained.bundle, "3", actions=call_the_risky)
@@ -134,7 +136,7 @@ def test_large_shifts_in_scores_and_actions_are_reported_before_promotion(
 def test_the_shift_is_logged_with_the_run(trained: TrainResult) -> None:
     configure_tracking(os.environ["MLFLOW_TRACKING_URI"])
     log_training_run(trained, OPTIONS, fingerprint="f", data_dir="d", plots={})
-    challenger = dataclasses.replace(trained, bundle=shifted(trained.bundle, 0.3))
+    challenger = dataclasses.replace(trained, bundle=shifted(trained.bundle, 10.0))
     second = log_training_run(
         challenger, OPTIONS, fingerprint="f", data_dir="d", plots={}, actions=call_the_risky
     )

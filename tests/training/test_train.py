@@ -13,7 +13,7 @@ from pandas.testing import assert_frame_equal
 from features.build import build_features
 from features.schema import Tables
 from tests.training.factories import AS_OF, OPTIONS
-from training.datasets import HistoryTooShortError, build_training_data, plan_cutoffs
+from training.datasets import build_training_data, plan_cutoffs
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -48,13 +48,16 @@ def test_training_data_ignores_rows_on_or_after_the_training_date(tables: Tables
         assert_frame_equal(getattr(clean, split), getattr(dirty, split))
 
 
-def test_short_history_says_which_windows_fit() -> None:
-    with pytest.raises(HistoryTooShortError, match=r"Windows of at most 243 days fit"):
-        plan_cutoffs(pd.Timestamp("2025-01-01"), pd.Timestamp("2026-07-01"), 365, 6, 30, "horizon")
+def test_a_short_history_plans_shorter_windows_instead_of_refusing() -> None:
+    plan = plan_cutoffs(
+        pd.Timestamp("2025-01-01"), pd.Timestamp("2026-07-01"), 365, 6, 30, "horizon"
+    )
+    assert (plan.rung, plan.label_days) == ("short_windows", 243)
     plan = plan_cutoffs(
         pd.Timestamp("2025-01-01"), pd.Timestamp("2026-07-01"), 180, 6, 30, "horizon"
     )
     assert plan.valid == pd.Timestamp("2026-01-02") and plan.train[-1] == pd.Timestamp("2025-07-06")
+    assert plan.rung == "out_of_time"
 
 
 def test_search_space_is_one_function() -> None:

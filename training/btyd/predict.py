@@ -11,15 +11,19 @@ from sklearn.exceptions import ConvergenceWarning
 from training.btyd.beta_geo import BetaGeo
 from training.btyd.fitting import FloatArray
 from training.btyd.gamma_gamma import GammaGamma
+from training.btyd.pareto_nbd import ParetoNBD
 
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 PREDICTION_COLUMNS = ("p_alive", "expected_purchases", "expected_spend")
 
 
 def btyd_predict(
-    train_summary: pd.DataFrame, score_summary: pd.DataFrame, horizon: float
+    train_summary: pd.DataFrame,
+    score_summary: pd.DataFrame,
+    horizon: float,
+    process: type[BetaGeo] | type[ParetoNBD] = BetaGeo,
 ) -> pd.DataFrame:
-    """Fit BG/NBD and Gamma-Gamma on one RFM summary and predict for another over a horizon.
+    """Fit BG/NBD (or `process`) and Gamma-Gamma on one RFM summary; predict for another.
 
     The spend model falls back to each customer's own mean value (and the train mean for
     customers without repeats) when Gamma-Gamma cannot be fitted or has no finite mean (q <= 1);
@@ -30,16 +34,17 @@ def btyd_predict(
             the training cutoff.
         score_summary: The same columns as of the scoring cutoff.
         horizon: Prediction horizon in the time unit of the summaries.
+        process: the purchase-process model (BG/NBD by default, or Pareto/NBD).
 
     Returns:
-        Frame on score_summary's index with columns p_alive (BG/NBD), expected_purchases (over
+        Frame on score_summary's index with columns p_alive, expected_purchases (over
         the horizon) and expected_spend (expected purchases x expected average value, >= 0).
     """
     for name, frame in (("train_summary", train_summary), ("score_summary", score_summary)):
         missing = [c for c in RFM_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"{name} lacks columns {missing}")
-    bg = BetaGeo().fit(train_summary["frequency"], train_summary["recency"], train_summary["T"])
+    bg = process().fit(train_summary["frequency"], train_summary["recency"], train_summary["T"])
     args = (score_summary["frequency"], score_summary["recency"], score_summary["T"])
     p_alive = bg.conditional_probability_alive(*args)
     purchases = bg.conditional_expected_purchases(horizon, *args)

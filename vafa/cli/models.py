@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.schema import Tables
+    from training.backtest import BacktestResult
     from training.jobs import TrainingRun
     from training.model import ModelBundle
     from training.train import TrainOptions
@@ -206,9 +207,46 @@ def backtest(
     seed: SeedOption = 42,
     btyd_features: BtydOption = False,
     allow_future_as_of: AllowFutureOption = False,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap",
+            min=0,
+            metavar="N",
+            help="Paired bootstrap resamples of the customers for the 95% intervals of model "
+            "minus each baseline (0: no intervals).",
+        ),
+    ] = 1000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Write the intervals (active and all customers) and verdicts: .json, .csv or "
+            ".parquet.",
+        ),
+    ] = None,
+    every_rung: Annotated[
+        bool,
+        typer.Option(
+            "--every-rung/--best-rung-only",
+            help="Also train and grade the rungs of the ladder below the one the history "
+            "allows (shorter label windows, the BTYD base alone), side by side.",
+        ),
+    ] = True,
 ) -> None:
-    """Train as of a past date as `train` does and compare model and baselines with reality."""
+    """Train as of a past date as `train` does and compare model and baselines with reality.
+
+    After the tables: per metric, model minus each baseline on the active customers with a
+    paired bootstrap 95% interval, and whether the model beats every baseline.
+    """
+    from training.comparison import OUT_SUFFIXES
     from training.jobs import run_backtest
+
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise typer.BadParameter(f"must end in {', '.join(OUT_SUFFIXES)}", param_hint="--out")
+    if out is not None and bootstrap == 0:
+        raise typer.BadParameter("--out writes the intervals: give --bootstrap N >= 1")
 
     options = train_options(
         churn_window_days,
@@ -226,9 +264,52 @@ def backtest(
     quiet_optuna()
     result = timed(
         f"backtest as of {cutoff.date()}",
-        lambda: run_backtest(tables, cutoff, options, tracking_uri=uri, data_dir=str(data)),
+        lambda: run_backtest(
+            tables, cutoff, options, tracking_uri=uri, data_dir=str(data), every_rung=every_rung
+        ),
     )
     typer.echo(result.render())
+    if bootstrap:
+        context = {
+            "as_of": str(cutoff.date()),
+            "churn_window_days": options.churn_window_days,
+            "horizon_days": options.horizon_days,
+            "trials": options.trials,
+        }
+        echo_intervals(result, bootstrap, seed, out, context)
+
+
+def echo_intervals(
+    result: BacktestResult,
+    resamples: int,
+    seed: int,
+    out: Path | None,
+    context: dict[str, object],
+) -> None:
+    """Print the paired bootstrap intervals of the active customers; write both populations.
+
+    The intervals over every customer (several times as many as the active ones, and not
+    printed) are computed only for `out`.
+    """
+    from training.backtest import CHURN_ROWS, SPEND_ROWS
+    from training.comparison import POPULATIONS, paired_bootstrap, render, write_comparison
+
+    intervals = timed(
+        f"paired bootstrap ({resamples:,} resamples)",
+        lambda: paired_bootstrap(
+            result.predictions,
+            {"churn": CHURN_ROWS, "spend": SPEND_ROWS},
+            resamples=resamples,
+            seed=seed,
+            populations=POPULATIONS if out is not None else ("active",),
+        ),
+    )
+    typer.echo(f"\n{render(intervals, resamples)}")
+    if out is None:
+        typer.echo("\n(the intervals over all customers too: --out FILE)")
+        return
+    write_comparison(intervals, out, context | {"resamples": resamples, "seed": seed})
+    typer.echo(f"\nintervals and verdicts written to {out}")
 
 
 def promote(

@@ -9,6 +9,7 @@ from features.build import build_features
 from features.labels import build_labels
 from features.schema import Tables
 from training.datasets import FeatureSpec
+from training.intervals import SpendIntervals
 from training.model import Calibrator, ModelBundle, SpendModel
 from training.reference import fit_reference
 from training.thresholds import SegmentThresholds, reference_population
@@ -38,6 +39,9 @@ def small_bundle(tables: Tables) -> ModelBundle:
         config,
     )
     scored = features.join(bundle.predict(features).drop(columns="customer_id"))
+    bundle.config["spend_intervals"] = SpendIntervals.fit(
+        scored["predicted_spend"], labels["future_spend"]
+    ).to_dict()
     bundle.config["segments"] = SegmentThresholds.fit(
         reference_population(scored, 90), churn_window_days=90
     ).to_dict()

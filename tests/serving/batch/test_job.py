@@ -19,6 +19,7 @@ from features.schema import Tables
 from serving.batch import job
 from serving.batch.job import BatchError, BatchOptions, action_changes, run_batch
 from serving.runs import previous_run
+from serving.scoring.columns import CONTRACT_COLUMNS
 from serving.scoring.scorer import Scorer
 from serving.store.database import ScoreStore
 from tests.serving.batch.factories import AS_OF
@@ -340,3 +341,35 @@ def test_unknown_engine_is_a_usage_error(
     data = write_data(tables, tmp_path / "data")
     args = ["score", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "dask"]
     assert vafa_run(args, monkeypatch) == 2
+
+
+def test_rows_carry_the_ranges_and_the_summary_the_equity_range(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    """The CRM row (Parquet and CSV) has each customer's ranges; the summary the equity's."""
+    result = run_batch(tables, AS_OF, scorer, tmp_path / "out", None, BatchOptions())
+    for written in (
+        pd.read_parquet(result.folder / "scores.parquet"),
+        pd.read_csv(result.folder / "scores.csv"),
+    ):
+        assert set(CONTRACT_COLUMNS) <= set(written.columns)
+        assert written[["clv_low", "clv_high"]].notna().all().all()
+        assert (written["clv_low"] <= written["clv_high"]).all()
+        assert (written["spend_low"] <= written["spend_high"]).all()
+    stored = json.loads((result.folder / "summary.json").read_text())
+    equity = stored["customer_equity_interval"]
+    assert equity["level"] == 0.8
+    assert equity["low"] < stored["customer_equity"] < equity["high"]
+    assert equity["low_factor"] == pytest.approx(equity["low"] / stored["customer_equity"])
+    assert result.summary["customer_equity_interval"] == equity
+
+
+def test_a_model_without_ranges_publishes_null_ranges(
+    tables: Tables, scorer: Scorer, tmp_path: Path
+) -> None:
+    config = {k: v for k, v in scorer.bundle.config.items() if k != "spend_intervals"}
+    old = Scorer(replace(scorer.bundle, config=config), "6")
+    result = run_batch(tables, AS_OF, old, tmp_path / "out", None, BatchOptions())
+    written = pd.read_parquet(result.folder / "scores.parquet")
+    assert written[["clv_low", "clv_high"]].isna().all().all()
+    assert result.summary["customer_equity_interval"] is None

@@ -142,3 +142,17 @@ def test_freshness_reads_only_rows_before_the_date(fresh: Tables) -> None:
     found = check_freshness(fresh, early, rules)
     assert found["flags"] == []
     assert pd.Timestamp(found["tables"]["transactions"]["last_ts"]) < early
+
+
+def test_the_ranges_are_not_watched_apart_from_the_values_they_bound() -> None:
+    """A model's reference may hold the range columns; their drift is the values' drift."""
+    rng = np.random.default_rng(0)
+    clv = rng.gamma(1.0, 100.0, 1000)
+    scores = pd.DataFrame({"customer_id": range(1000), "clv": clv, "clv_high": 2 * clv})
+    reference = fit_reference(scores[["customer_id"]], scores, AS_OF)
+    assert "clv_high" in reference["scores"]
+    monitor = DriftMonitor(reference)
+    monitor.add_scores(scores.assign(clv=3 * clv, clv_high=6 * clv))
+    drift = monitor.report()
+    assert drift["flagged"] == ["clv"]
+    assert "clv_high" not in drift["scores_psi"]

@@ -17,7 +17,15 @@ import schemathesis
 from pydantic import ValidationError
 
 from serving.online.openapi import openapi_spec
-from serving.online.responses import ErrorBody, ModelStatus, ScoreResponse, Unscored, utc
+from serving.online.responses import (
+    ErrorBody,
+    LookupResponse,
+    ModelStatus,
+    ScoreResponse,
+    Unscored,
+    stored_rows,
+    utc,
+)
 from serving.online.schema import ScoreInput
 from serving.scoring.columns import CONTRACT_COLUMNS
 
@@ -92,6 +100,10 @@ def test_answers_that_fuzzing_may_not_reach_conform() -> None:
                 "predicted_spend": 1.5,
                 "clv": 2.0,
                 "value_at_risk": 0.0,
+                "spend_low": 0.0,
+                "spend_high": 4.0,
+                "clv_low": None,  # a model without ranges
+                "clv_high": None,
                 "expected_next_order": None,
                 "segment": "vip",
                 "recommended_action": "no_action",
@@ -130,3 +142,29 @@ def test_answers_that_fuzzing_may_not_reach_conform() -> None:
         broken = answer.model_dump(mode="json")
         broken["scores"][0]["as_of"] = "2026-11-01T00:00:00"  # no zone
         conforms(broken, "ScoreResponse")
+
+
+def test_score_rows_promise_the_ranges_and_lookup_fills_them_in_older_rows() -> None:
+    """`clv_low`/`clv_high` (and spend's) are required, nullable; rows stored before get null."""
+    items = SPEC["components"]["schemas"]["ScoreResponse"]["properties"]["scores"]["items"]
+    for name in ("spend_low", "spend_high", "clv_low", "clv_high"):
+        assert name in items["required"]
+        assert {"type": "null"} in items["properties"][name]["anyOf"]
+    older = {
+        "customer_id": "c1",
+        "as_of": "2026-11-01T00:00:00.000",
+        "churn_probability": 0.5,
+        "predicted_spend": 1.5,
+        "clv": 2.0,
+        "value_at_risk": 1.0,
+        "segment": "vip",
+        "recommended_action": "no_action",
+        "reasons": "",
+        "model_version": "3",
+    }
+    answer = LookupResponse(scores=[dict(older)], unknown=[])
+    with pytest.raises(jsonschema_rs.ValidationError, match='_low" is a required property'):
+        conforms(answer.model_dump(mode="json"), "LookupResponse")
+    answer = LookupResponse(scores=stored_rows([dict(older)]), unknown=[])
+    conforms(answer.model_dump(mode="json"), "LookupResponse")
+    assert answer.scores[0]["clv_high"] is None and answer.scores[0]["as_of"].endswith("Z")

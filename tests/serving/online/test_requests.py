@@ -8,8 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.online.requests import later_rows, request_shape, request_tables
-from serving.online.schema import CustomerHistory
+from features.synthetic import generate_tables
+from serving.online.champion import Champion
+from serving.online.requests import later_rows, request_shape, request_tables, score_customers
+from serving.online.schema import CustomerHistory, example_customers
+from serving.scoring.columns import CONTRACT_COLUMNS
+from serving.scoring.scorer import Scorer
+from tests.serving.batch.factories import AS_OF, small_bundle
+from tests.serving.online.test_openapi import conforms
 
 
 def _customer(**fields: Any) -> CustomerHistory:
@@ -94,3 +100,16 @@ def test_a_part_of_a_request_keeps_the_tables_and_columns_of_the_whole() -> None
     assert part.events is not None and len(part.events["customer_id"]) == 0
     assert part.customers is not None and list(part.customers) == ["customer_id", "segment"]
     assert np.isnan(part.transactions["margin"]).tolist() == [True]
+
+
+def test_score_answers_carry_the_ranges_and_conform_to_the_spec() -> None:
+    """A `/score` row has `clv_low` <= `clv_high` (and spend's), as the OpenAPI spec declares."""
+    scorer = Scorer(small_bundle(generate_tables(300, seed=2)), "5")
+    champion = Champion(scorer, "5", dt.datetime(2026, 11, 1))
+    answer = score_customers(champion, example_customers(), AS_OF)
+    assert answer.scores
+    for row in answer.scores:
+        assert set(CONTRACT_COLUMNS) <= set(row)
+        assert 0.0 <= row["clv_low"] <= row["clv_high"]
+        assert row["spend_low"] <= row["spend_high"]
+    conforms(answer.model_dump(mode="json"), "ScoreResponse")

@@ -108,3 +108,16 @@ def test_a_stale_or_drifted_run_gets_a_banner(tmp_path: Path) -> None:
     # Only the latest run's flags: a flagged run followed by a clean one shows none.
     write_run(tmp_path, "2024-08-01", scores, clean)
     assert 'id="flags"' not in render_html(build_dashboard(tmp_path))
+
+
+def test_customer_equity_shows_its_range_when_the_run_has_one(tmp_path: Path) -> None:
+    scores = scores_frame()  # equity 1,000
+    interval = {"level": 0.8, "low": 850.0, "high": 1230.0, "low_factor": 0.85, "high_factor": 1.23}
+    write_run(tmp_path, "2024-06-01", scores, summarise(scores, {}))
+    older = _card(render_html(build_dashboard(tmp_path)), "Customer equity")
+    assert "sum of CLV" in older and "range" not in older
+    with_range = {**summarise(scores, {}), "customer_equity_interval": interval}
+    write_run(tmp_path, "2024-07-01", scores, with_range)
+    dashboard = build_dashboard(tmp_path)
+    assert dashboard.headline["customer_equity_low"] == 850.0
+    assert "80% range 850 to 1.2k" in _card(render_html(dashboard), "Customer equity")

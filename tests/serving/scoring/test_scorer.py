@@ -8,6 +8,7 @@ import pandas as pd
 from serving.scoring.columns import OPTIONAL_COLUMNS, SCORE_COLUMNS
 from serving.scoring.scorer import Scorer
 from tests.serving.scoring.test_reasons import customers
+from training.intervals import SpendIntervals
 from training.model import ModelBundle
 
 AS_OF = pd.Timestamp("2026-01-01")
@@ -62,3 +63,20 @@ def test_a_score_row_says_whether_the_customer_is_in_the_decision_population(
     rows = customers().assign(recency_days=[124.0, 90.0, 3.0])
     scores = Scorer(bundle, "7").score(rows, AS_OF, reasons="none")
     assert scores["active_customer"].tolist() == [False, True, True]
+
+
+def test_scores_carry_the_bundles_ranges(bundle: ModelBundle) -> None:
+    """The scorer's range columns are the bundle's; a bundle without ranges gives nulls."""
+    rows = customers().assign(spend_total=[100.0, 50.0, 900.0], margin_total=[10.0, 30.0, 90.0])
+    ranges = ["spend_low", "spend_high", "clv_low", "clv_high"]
+    assert Scorer(bundle, "7").score(rows, AS_OF, reasons="none")[ranges].isna().all().all()
+    spend = bundle.predict(rows)["predicted_spend"].to_numpy()
+    bundle.config["spend_intervals"] = SpendIntervals.fit(spend, spend * [0.5, 1.0, 1.5]).to_dict()
+    try:
+        scores = Scorer(bundle, "7").score(rows, AS_OF, reasons="none")
+        predicted = bundle.predict(rows)
+    finally:
+        del bundle.config["spend_intervals"]
+    for column in ranges:
+        np.testing.assert_array_equal(scores[column].to_numpy(), predicted[column].to_numpy())
+    assert (scores["clv_low"] <= scores["clv_high"]).all() and scores["clv_high"].gt(0).all()
