@@ -201,7 +201,8 @@ class ModelBundle:
         spend_margin = bases["spend"].spend_margin(frame, horizon) + weight["spend"] * predict(
             self.spend.boosters["spend"], matrix, num_threads, raw_score=True
         )
-        return special.expit(churn_margin), np.exp(spend_margin)
+        level = float(self.config.get("spend_level_shift", 0.0))
+        return special.expit(churn_margin), np.exp(spend_margin + level)
 
     def churn_base_shift(self, frame: ColumnData, n: int | None = None) -> np.ndarray | None:
         """Each row's BTYD churn log-odds minus their mean at the training date (None: no base).

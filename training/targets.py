@@ -127,6 +127,9 @@ def fit_target(
     weight, honest = correction_weight(
         target, fold["valid"].y, base_valid, trees, valid["customer_id"], judged
     )
+    if target != CHURN:
+        # Spend keeps its base's total (`level_shift`), on the validation snapshot as at T.
+        honest = honest * np.exp(base_valid).sum() / max(float(honest.sum()), 1e-12)
     log.info(
         "%s model: trees on the %s base, %s-day labels (%s), correction weight %.2f",
         target,

@@ -15,7 +15,7 @@ from features.build import build_features
 from features.population import active_mask
 from features.schema import Tables
 from training.baselines import churn_baselines, spend_baselines
-from training.correction import CHURN, SPEND
+from training.correction import CHURN, SPEND, level_shift
 from training.datasets import TrainingData, build_training_data
 from training.intervals import SpendIntervals, interval_metrics
 from training.metrics import churn_metrics, population_metrics, spend_metrics
@@ -146,6 +146,11 @@ def train_models(
         churn.base.churn_margin(features, options.churn_window_days).mean()
     )
     bundle = ModelBundle(spec, churn.booster, IDENTITY, spend_model, config)
+    # The base sets the total spend as of T; the trees redistribute it (`level_shift`).
+    bundle.config["spend_level_shift"] = level_shift(
+        spend.base.spend_margin(features, options.horizon_days),
+        np.log(np.maximum(bundle.predict(features)["predicted_spend"].to_numpy(), 1e-300)),
+    )
     # Segment cut points are quantiles of the model's own scores, stored with it.
     valid_scores = data.churn_valid.join(
         bundle.predict(data.churn_valid).drop(columns="customer_id")
