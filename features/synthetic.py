@@ -9,11 +9,13 @@ import pyarrow.compute as pc
 
 from features.schema import CUSTOMERS, TRANSACTIONS, Tables
 from features.synthetic_events import draw_events
+from features.synthetic_orders import draw_baskets, draw_orders
 from features.synthetic_world import (
     ACQUISITION_BY_ARCHETYPE,
     ACQUISITION_CHANNELS,
     ANNUAL_HAZARD,
     APP,
+    ARCHETYPE_DRIFT,
     ARCHETYPE_SHARES,
     ARCHETYPES,
     CATEGORIES,
@@ -38,12 +40,17 @@ from features.synthetic_world import (
     HAZARD_BY_PURCHASE_CHANNEL,
     HAZARD_BY_SEGMENT,
     HAZARD_CONTENT_USER,
+    HOLIDAY_ONE_TIME_SHIFT,
+    IRREGULAR_GAP_SHAPE,
+    IRREGULAR_SHARE,
     LINE_MEAN_AMOUNT,
     LINES_BY_ARCHETYPE,
     LOYAL,
     MESSAGE_CHANNEL_SHARES,
     MESSAGE_CHANNELS,
+    MONTH_BASKET,
     MONTH_SEASONALITY,
+    OCCASIONAL,
     ONE_TIME,
     ONE_TIME_LINGER_DAYS,
     PURCHASE_CHANNEL_BY_ARCHETYPE,
@@ -53,12 +60,16 @@ from features.synthetic_world import (
     REGIONS,
     SEGMENT_BY_ARCHETYPE,
     SEGMENTS,
+    SPEND_DRIFT_PER_YEAR,
+    SPEND_SCALE_SIGMA,
     UPGRADE_PRICE,
     VIP,
+    BoolArray,
     FloatArray,
     IntArray,
     Period,
     Population,
+    Realism,
     Rows,
     strings,
     timestamps,
@@ -70,22 +81,41 @@ def generate_tables(
     seed: int = 0,
     end: pd.Timestamp | str = "2026-11-01",
     years: float = 3.0,
+    *,
+    noise: float = Realism.noise,
+    acausal_churn: float = Realism.acausal_churn,
+    cohort_decay: float = Realism.cohort_decay,
+    seasonality: float = Realism.seasonality,
 ) -> Tables:
     """Generate a synthetic retailer data set with planted churn and value structure.
 
     Customers belong to hidden archetypes (loyal regulars, VIPs, discount seekers, one-time and
-    occasional buyers), first buy at a time spread over the period with growth, buy at a
-    customer-specific seasonal rhythm until a latent churn time, and leave engagement events.
-    App users, content viewers and referred customers churn less; an unresolved service failure
-    (support ticket, complaint, low NPS) multiplies the churn hazard, and sessions fade in the
-    weeks before a customer stops buying. Survey values: `nps` 0-10, `csat` 1-5, `ces` 1-7
-    (higher is easier). Refunds are negative-amount rows sharing the order_id of the purchase.
+    occasional buyers), first buy at a time spread over the period with growth and a holiday
+    peak, buy at a customer-specific seasonal rhythm until a latent churn time, and leave
+    engagement events. App users, content viewers and referred customers churn less; an
+    unresolved service failure (support ticket, complaint, low NPS) multiplies the churn hazard,
+    and sessions fade in the weeks before a customer stops buying. Survey values: `nps` 0-10,
+    `csat` 1-5, `ces` 1-7 (higher is easier). Refunds are negative-amount rows sharing the
+    order_id of the purchase.
+
+    The world is not easy on models (each strength at 0 switches its part off): purchase
+    timing and amounts carry heavy-tailed noise and some customers buy irregularly, with long
+    silences they come back from; a share of churn strikes at random, unannounced; purchase
+    rates decay with customer age while the acquired mix drifts towards deal hunters and
+    one-off buyers; and a yearly cycle (December peak, summer low) moves order counts and
+    basket sizes, so the level of a window depends on the months it holds.
 
     Args:
         n_customers: Number of customers; each has at least one transaction.
         seed: Seed of `numpy.random.default_rng`; the same seed gives identical tables.
         end: Exclusive end of the data period; every timestamp is strictly before it.
         years: Length of the data period before `end`, in years.
+        noise: Strength of the timing and amount noise and of the share of irregular buyers.
+        acausal_churn: Share of the repeat customers' churn that no trait or event foreshadows,
+            in [0, 1).
+        cohort_decay: Strength of the decay of purchase rates with age and of the drift of the
+            acquired mix.
+        seasonality: Strength of the yearly cycle of orders, basket sizes and acquisition.
 
     Returns:
         Transactions (row order shuffled), customers (sorted by id) and events (shuffled), with
@@ -93,19 +123,25 @@ def generate_tables(
         `datetime64[us]` timestamps and float64 numbers.
 
     Raises:
-        ValueError: If `n_customers` < 1 or `years` <= 0.
+        ValueError: If `n_customers` < 1, `years` <= 0 or a strength is out of range.
     """
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
     if years <= 0:
         raise ValueError(f"years must be positive, got {years}")
+    realism = Realism(
+        noise=noise,
+        acausal_churn=acausal_churn,
+        cohort_decay=cohort_decay,
+        seasonality=seasonality,
+    )
     rng = np.random.default_rng(seed)
-    period = _period(pd.Timestamp(end), years)
-    people = _draw_population(rng, n_customers, period)
+    period = _period(pd.Timestamp(end), years, realism.seasonality)
+    people = _draw_population(rng, n_customers, period, realism)
     customer_ids = _ids("C", n_customers)
     # Each table becomes a frame before the next is drawn, so its arrays are freed early.
-    transactions = _draw_transactions(rng, people, period).frame(customer_ids, period)
-    events = draw_events(rng, people, period).frame(customer_ids, period)
+    transactions = _draw_transactions(rng, people, period, realism).frame(customer_ids, period)
+    events = draw_events(rng, people, period, realism).frame(customer_ids, period)
     return Tables(
         transactions=transactions,
         customers=_customers_frame(people, customer_ids, period),
@@ -113,7 +149,7 @@ def generate_tables(
     )
 
 
-def _period(end: pd.Timestamp, years: float) -> Period:
+def _period(end: pd.Timestamp, years: float, seasonality: float) -> Period:
     """The data period ending at `end` with a daily grid of the seasonal clock."""
     if end.tzinfo is not None:
         end = end.tz_convert("UTC").tz_localize(None)
@@ -123,15 +159,18 @@ def _period(end: pd.Timestamp, years: float) -> Period:
     grid = np.arange(int(np.ceil(days)) + 2, dtype=np.float64)
     day_us = start_us + grid[:-1].astype(np.int64) * DAY_SECONDS * 1_000_000
     month = day_us.view("datetime64[us]").astype("datetime64[M]").astype(np.int64) % 12
-    intensity = MONTH_SEASONALITY[month]
-    clock = np.concatenate([[0.0], np.cumsum(intensity / MONTH_SEASONALITY.mean())])
+    orders = MONTH_SEASONALITY**seasonality
+    intensity = orders[month] / orders.mean()
+    basket = MONTH_BASKET**seasonality
     return Period(
         start_us=start_us,
         days=days,
         seconds=seconds,
         grid=grid,
-        clock=clock,
+        clock=np.concatenate([[0.0], np.cumsum(intensity)]),
         month=month,
+        intensity=intensity,
+        basket=basket / basket.mean(),
     )
 
 
@@ -147,9 +186,48 @@ def _draw_by_group(rng: np.random.Generator, groups: IntArray, table: FloatArray
     return lookup[groups * cells + rng.integers(0, cells, groups.size)]
 
 
-def _draw_population(rng: np.random.Generator, n: int, period: Period) -> Population:
+def _draw_first_purchases(rng: np.random.Generator, n: int, period: Period) -> FloatArray:
+    """Sorted first-purchase times: growing acquisition that peaks with the season.
+
+    The density is proportional to exp(growth * t / T) times the day's order intensity, drawn
+    by inverting its cumulative sum on the daily grid. Ids follow first-purchase order, as in a
+    real system.
+    """
+    growth = 1.0
+    edges = np.minimum(period.grid, period.days)
+    width = np.diff(edges)
+    middle = edges[:-1] + 0.5 * width
+    weight = np.exp(growth * middle / period.days) * period.intensity * width
+    cumulative = np.concatenate([[0.0], np.cumsum(weight)])
+    u = np.sort(rng.random(n))
+    return np.minimum(
+        np.interp(u * cumulative[-1], cumulative, edges), np.nextafter(period.days, 0)
+    )
+
+
+def _draw_archetypes(
+    rng: np.random.Generator, first_purchase: FloatArray, period: Period, realism: Realism
+) -> IntArray:
+    """Archetypes from a mix that drifts over the period and leans to one-off buyers at holidays."""
+    bins = 16
+    position = (np.arange(bins) + 0.5) / bins - 0.5
+    shares = ARCHETYPE_SHARES + realism.cohort_decay * position[:, None] * ARCHETYPE_DRIFT
+    shift = np.zeros(len(ARCHETYPES))
+    shift[ONE_TIME], shift[OCCASIONAL] = HOLIDAY_ONE_TIME_SHIFT, -HOLIDAY_ONE_TIME_SHIFT
+    holiday_shares = shares + min(realism.seasonality, 1.0) * shift
+    # Rows: (time bin, holiday) pairs, holiday second.
+    table = np.maximum(np.stack([shares, holiday_shares], axis=1).reshape(2 * bins, -1), 0.005)
+    time_bin = np.minimum((first_purchase / period.days * bins).astype(np.int64), bins - 1)
+    holiday = (period.months(first_purchase) >= 10).astype(np.int64)
+    return _draw_by_group(rng, time_bin * 2 + holiday, table)
+
+
+def _draw_population(
+    rng: np.random.Generator, n: int, period: Period, realism: Realism
+) -> Population:
     """Hidden per-customer parameters: archetype, profile, rhythm, churn time and failure."""
-    archetype = rng.choice(len(ARCHETYPES), size=n, p=ARCHETYPE_SHARES)
+    first_purchase = _draw_first_purchases(rng, n, period)
+    archetype = _draw_archetypes(rng, first_purchase, period, realism)
     segment = _draw_by_group(rng, archetype, SEGMENT_BY_ARCHETYPE)
     acquisition = _draw_by_group(rng, archetype, ACQUISITION_BY_ARCHETYPE)
     purchase_channel = _draw_by_group(rng, archetype, PURCHASE_CHANNEL_BY_ARCHETYPE)
@@ -159,12 +237,6 @@ def _draw_population(rng: np.random.Generator, n: int, period: Period) -> Popula
     message_channel[(message_channel == PUSH) & (purchase_channel != APP)] = EMAIL
     favourite_category = _draw_by_group(rng, segment, CATEGORY_BY_SEGMENT)
     content_user = rng.random(n) < CONTENT_USER_PROB[archetype]
-
-    # Growing acquisition: first purchases have density proportional to exp(growth * t / T),
-    # drawn by inverting its CDF. Ids follow first-purchase order, as in a real system.
-    growth = 1.0
-    u = np.sort(rng.random(n))
-    first_purchase = period.days * np.log1p(u * np.expm1(growth)) / growth
     lag = np.where(rng.random(n) < 0.4, 0.0, rng.exponential(5.0, n))
     signup = first_purchase - lag
 
@@ -193,14 +265,20 @@ def _draw_population(rng: np.random.Generator, n: int, period: Period) -> Popula
     failed = until_failure < base_life
     after_hazard = safe_hazard * multiple + extra / DAYS_PER_YEAR
     failed_life = until_failure + (budget - safe_hazard * until_failure) / after_hazard
-    life = np.where(failed & ~one_time, failed_life, base_life)
-    failure = np.where(failed, first_purchase + until_failure, np.nan)
+    behavioural_life = np.where(failed & ~one_time, failed_life, base_life)
+    acausal_life = _acausal_lives(rng, first_purchase, behavioural_life, ~one_time, period, realism)
+    acausal = acausal_life < behavioural_life
+    life = np.where(acausal, acausal_life, behavioural_life)
+    # A failure after an acausal exit never happens.
+    failure = np.where(failed & (until_failure < life), first_purchase + until_failure, np.nan)
 
     upgrades = ((archetype == VIP) & (rng.random(n) < 0.6)) | (
         (archetype == LOYAL) & (rng.random(n) < 0.1)
     )
     active_span = np.minimum(first_purchase + life, period.days) - first_purchase
     upgrade = np.where(upgrades, first_purchase + rng.uniform(0.15, 0.85, n) * active_span, np.inf)
+    irregular = ~one_time & (rng.random(n) < min(IRREGULAR_SHARE * realism.noise, 1.0))
+    gap_shape = GAP_SHAPE[archetype]
     return Population(
         archetype=archetype,
         segment=segment,
@@ -213,47 +291,51 @@ def _draw_population(rng: np.random.Generator, n: int, period: Period) -> Popula
         first_purchase=first_purchase,
         signup=signup,
         death=first_purchase + life,
+        announced_death=np.where(acausal, np.inf, first_purchase + life),
+        acausal=acausal,
         failure=failure,
         failure_resolved=resolved,
         upgrade=upgrade,
-        spend_scale=rng.lognormal(0.0, 0.3, n),
+        spend_scale=rng.lognormal(
+            0.0, SPEND_SCALE_SIGMA[0] + SPEND_SCALE_SIGMA[1] * realism.noise, n
+        ),
+        spend_drift=rng.normal(0.0, SPEND_DRIFT_PER_YEAR * realism.noise, n),
         gap_mean=GAP_MEAN_DAYS[archetype] * rng.lognormal(0.0, 0.35, n),
+        gap_shape=np.where(irregular, np.minimum(gap_shape, IRREGULAR_GAP_SHAPE), gap_shape),
+        irregular=irregular,
     )
 
 
-def _draw_orders(
-    rng: np.random.Generator, people: Population, period: Period
-) -> tuple[IntArray, FloatArray]:
-    """Order times per customer: a gamma renewal process in seasonal time until churn."""
-    n = people.archetype.size
-    shape = GAP_SHAPE[people.archetype]
-    w_first = period.warp(people.first_purchase)
-    w_stop = period.warp(np.minimum(people.death, period.days))
-    expected = np.where(people.archetype == ONE_TIME, 0.0, (w_stop - w_first) / people.gap_mean)
-    # Draw a few standard deviations more gaps than needed, then cut at the churn time:
-    # one vectorised pass instead of a loop per customer.
-    budget = np.ceil(expected + 3.5 * np.sqrt(expected / shape) + 2.0).astype(np.int64)
-    budget[people.archetype == ONE_TIME] = 0
-    owner = np.repeat(np.arange(n), budget)
-    gaps = rng.gamma(shape[owner], (people.gap_mean / shape)[owner])
-    elapsed = np.cumsum(gaps)
-    del gaps
-    # Each customer's gaps restart from their first purchase: subtract the running total
-    # accumulated by the customers before them.
-    block_start = np.cumsum(budget) - budget
-    carried = elapsed[np.maximum(block_start - 1, 0)] if elapsed.size else np.zeros(n)
-    offset = np.where(block_start > 0, carried, 0.0)
-    w = w_first[owner] + (elapsed - np.repeat(offset, budget))
-    del elapsed
-    keep = w < w_stop[owner]
-    customer = np.concatenate([np.arange(n), owner[keep]])
-    t = np.concatenate([people.first_purchase, period.unwarp(w[keep])])
-    return customer, np.minimum(t, np.nextafter(period.days, 0.0))
+def _acausal_lives(
+    rng: np.random.Generator,
+    first_purchase: FloatArray,
+    behavioural_life: FloatArray,
+    repeat: BoolArray,
+    period: Period,
+    realism: Realism,
+) -> FloatArray:
+    """Lifetimes under one hazard shared by every repeat customer (+inf for one-time buyers).
+
+    The hazard is set so that acausal exits make about `realism.acausal_churn` of the churn in
+    the period: share / (1 - share) times the behavioural churn rate (exits per customer-day
+    observed before the period's end), a constant of the world that no trait changes.
+    """
+    end = np.minimum(first_purchase + behavioural_life, period.days)
+    exposure = float(np.sum((end - first_purchase)[repeat]))
+    exits = int(np.sum(repeat & (first_purchase + behavioural_life < period.days)))
+    share = realism.acausal_churn
+    draws = rng.exponential(1.0, first_purchase.size)
+    if share == 0 or exits == 0 or exposure <= 0:
+        return np.full(first_purchase.size, np.inf)
+    rate = share / (1.0 - share) * exits / exposure
+    return np.where(repeat, draws / rate, np.inf)
 
 
-def _draw_transactions(rng: np.random.Generator, people: Population, period: Period) -> Rows:
+def _draw_transactions(
+    rng: np.random.Generator, people: Population, period: Period, realism: Realism
+) -> Rows:
     """Order lines and refunds, in a deterministic shuffled row order."""
-    order_customer, order_t = _draw_orders(rng, people, period)
+    order_customer, order_t = draw_orders(rng, people, period, realism)
     # Order ids follow time, as an order counter would.
     chronological = np.argsort(order_t)
     order_customer = order_customer[chronological]
@@ -266,6 +348,7 @@ def _draw_transactions(rng: np.random.Generator, people: Population, period: Per
     order_channel = np.where(usual, people.purchase_channel[order_customer], other)
     upgraded = order_t > people.upgrade[order_customer]
     month = period.months(order_t)
+    basket = draw_baskets(rng, people, period, realism, order_customer, order_t)
     del arch
 
     order = np.repeat(np.arange(n_orders), n_lines)
@@ -278,7 +361,7 @@ def _draw_transactions(rng: np.random.Generator, people: Population, period: Per
     category = np.where(line_upgraded & (rng.random(n_rows) < 0.5), ELECTRONICS, category)
 
     mean = LINE_MEAN_AMOUNT[arch] * CATEGORY_PRICE[category] * people.spend_scale[customer]
-    mean = mean * np.where(line_upgraded, UPGRADE_PRICE, 1.0)
+    mean = mean * np.where(line_upgraded, UPGRADE_PRICE, 1.0) * basket[order]
     list_price = np.maximum(rng.lognormal(np.log(mean) - 0.5 * 0.55**2, 0.55), 0.5)
 
     discount_prob = DISCOUNT_LINE_PROB[arch] + np.where(month[order] == 10, 0.10, 0.0)

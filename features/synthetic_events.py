@@ -20,6 +20,7 @@ from features.synthetic_world import (
     EVENT_CHANNELS,
     EVENT_CODE,
     EVENT_NAMES,
+    LINGERING_BROWSING,
     NO_CHANNEL,
     NPS_MEAN,
     ONE_TIME,
@@ -29,11 +30,14 @@ from features.synthetic_world import (
     REFERRALS_PER_YEAR,
     SESSIONS_PER_MONTH,
     SMS,
+    UNTRACKED_FACTOR,
+    UNTRACKED_SHARE,
     WEB,
     FloatArray,
     IntArray,
     Period,
     Population,
+    Realism,
     Rows,
     strings,
 )
@@ -90,11 +94,14 @@ def _phased_times(
     decline: float,
     after: float,
 ) -> tuple[IntArray, FloatArray]:
-    """Events at `rate` while active, `decline` x rate in the last weeks, `after` x once gone."""
+    """Events at `rate` while active, `decline` x rate in the last weeks, `after` x once gone.
+
+    Only a behavioural exit has last weeks: an acausal one cuts the rate from full to `after`.
+    """
     end = np.full(rate.size, period.days)
     begin = _visible_signup(people)
     alive_end = np.minimum(people.death, end)
-    fade = np.clip(people.death - DECLINE_DAYS, begin, alive_end)
+    fade = np.clip(people.announced_death - DECLINE_DAYS, begin, alive_end)
     parts = [
         _poisson_times(rng, rate, begin, fade),
         _poisson_times(rng, rate * decline, fade, alive_end),
@@ -103,8 +110,17 @@ def _phased_times(
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def draw_events(rng: np.random.Generator, people: Population, period: Period) -> Rows:
-    """Engagement, messaging, support and survey events, in a shuffled row order."""
+def draw_events(
+    rng: np.random.Generator,
+    people: Population,
+    period: Period,
+    realism: Realism | None = None,
+) -> Rows:
+    """Engagement, messaging, support and survey events, in a shuffled row order.
+
+    `realism` (the default strengths when None) sets how noisy engagement is.
+    """
+    realism = Realism() if realism is None else realism
     n = people.archetype.size
     arch = people.archetype
     days = period.days
@@ -118,14 +134,15 @@ def draw_events(rng: np.random.Generator, people: Population, period: Period) ->
 
     activity = SESSIONS_PER_MONTH[arch] * rng.lognormal(0.0, 0.4, n) / DAYS_PER_MONTH
     activity = activity * np.where(app_user, 1.5, 1.0) * np.where(people.content_user, 1.2, 1.0)
+    untracked = rng.random(n) < min(UNTRACKED_SHARE * realism.noise, 1.0)
+    seen = np.where(untracked, UNTRACKED_FACTOR, 1.0)
+    after = AFTER_DEATH_FACTOR + LINGERING_BROWSING * realism.noise
     for name, scale in (("session", 1.0), ("product_view", 0.25), (CUSTOM_EVENT, 0.08)):
-        c, t = _phased_times(
-            rng, activity * scale, people, period, DECLINE_FACTOR, AFTER_DEATH_FACTOR
-        )
+        c, t = _phased_times(rng, activity * scale * seen, people, period, DECLINE_FACTOR, after)
         value = rng.lognormal(np.log(6.0), 0.7, c.size) if name == "session" else None
         buf.add(name, c, t, value, web_or_app(c))
-    content_rate = np.where(people.content_user, 0.5 / DAYS_PER_MONTH, 0.0)
-    c, t = _phased_times(rng, content_rate, people, period, DECLINE_FACTOR, AFTER_DEATH_FACTOR)
+    content_rate = np.where(people.content_user, 0.5 / DAYS_PER_MONTH, 0.0) * seen
+    c, t = _phased_times(rng, content_rate, people, period, DECLINE_FACTOR, after)
     buf.add("content_view", c, t, None, web_or_app(c))
 
     # Each customer answers one messaging channel; the others barely.
@@ -191,9 +208,10 @@ def _add_support(
     complain = serious & (rng.random(ticket_c.size) < np.where(resolved, 0.1, 0.65))
     complaint_t = ticket_t[complain] + rng.exponential(6.0, int(complain.sum()))
     buf.add("complaint", ticket_c[complain], complaint_t)
-    # Some customers who are about to leave say so first, without a ticket.
+    # Some customers who are about to leave say so first, without a ticket (none of the acausal
+    # leavers: nothing foreshadows their exit).
     leaving = np.flatnonzero(
-        (people.death < days) & (people.archetype != ONE_TIME) & (rng.random(n) < 0.15)
+        (people.announced_death < days) & (people.archetype != ONE_TIME) & (rng.random(n) < 0.15)
     )
     warned_t = people.death[leaving] - rng.uniform(0.0, DECLINE_DAYS, leaving.size)
     warned = warned_t > people.first_purchase[leaving]
@@ -217,7 +235,7 @@ def _add_support(
     )
     asked = rng.random(failed.size) < 0.5
     leaving = np.flatnonzero(
-        (people.death < days)
+        (people.announced_death < days)
         & (people.archetype != ONE_TIME)
         & (rng.random(n) < 0.2)
         & (people.death - people.signup > 60.0)
@@ -236,7 +254,7 @@ def _add_support(
         NPS_MEAN[people.archetype[nps_c]]
         + np.where(people.content_user[nps_c], 0.5, 0.0)
         - np.where(after_failure, np.where(unresolved, 3.5, 1.0), 0.0)
-        - np.where(nps_t > people.death[nps_c] - 60.0, 3.0, 0.0)
+        - np.where(nps_t > people.announced_death[nps_c] - 60.0, 3.0, 0.0)
     )
     nps = np.clip(np.rint(rng.normal(mean, 1.4)), 0, 10)
     buf.add("nps", nps_c, nps_t, nps)

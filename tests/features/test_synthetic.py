@@ -284,7 +284,9 @@ def _content_gap(tables: Tables) -> float:
 def test_content_viewers_stay_active_more_often(
     big: Tables, without: Callable[[str], Tables]
 ) -> None:
-    assert _content_gap(big) > 0.25
+    # Acausal churn, stray orders and noise blur "inactive at the end"; the planted effect is
+    # the gap over the run without it.
+    assert _content_gap(big) > 0.15
     assert _content_gap(big) > _content_gap(without("content")) + 0.04
 
 
@@ -307,7 +309,9 @@ def test_customers_with_unresolved_tickets_churn_more(big: Tables) -> None:
     counts = big.events.groupby(["customer_id", "event"]).size().unstack(fill_value=0)
     unresolved = counts.index[counts["support_ticket"] > counts["ticket_resolved"]]
     with_open, without = _rates(_inactive_at_end(big.transactions), unresolved)
-    assert with_open > without + 0.05
+    # Long lives gather more routine tickets, some left open, so the raw gap is small (it is
+    # about -0.25 with no hazard after a failure); acausal churn and noise shrink it further.
+    assert with_open > without + 0.02
 
 
 def test_referrers_are_frequent_regular_buyers(big: Tables) -> None:
@@ -332,7 +336,8 @@ def test_discount_driven_customers_churn_more(big: Tables) -> None:
     inactive = _inactive_at_end(big.transactions).reindex(share.index).dropna().astype(bool)
     share = share.reindex(inactive.index)
     assert (share > 0.5).sum() >= 50
-    assert inactive[share > 0.5].mean() > inactive[share < 0.2].mean() + 0.16
+    # About 0 when the discount seekers' base hazard is cut from 0.9 to 0.3 a year.
+    assert inactive[share > 0.5].mean() > inactive[share < 0.2].mean() + 0.08
 
 
 def _warning_gap(tables: Tables, warning: str, days_before_end: int) -> float:
