@@ -136,7 +136,7 @@ def test_a_backtest_grades_every_rung_and_the_ranges_side_by_side(cohort: Tables
     graded = backtest(cohort, as_of, options, every_rung=True)
     for table in (graded.churn, graded.spend):
         assert {"model", f"rung_{SHORT_WINDOWS}", f"rung_{BTYD_ONLY}"} <= set(table.columns)
-        assert np.isfinite(table.loc[:, [f"rung_{SHORT_WINDOWS}", f"rung_{BTYD_ONLY}"]]).all(None)
+        assert np.isfinite(table[[f"rung_{SHORT_WINDOWS}", f"rung_{BTYD_ONLY}"]].to_numpy()).all()
     assert set(graded.predictions["spend"].columns) >= {"model", f"rung_{BTYD_ONLY}"}
     checks = graded.intervals
     assert 0.5 < checks["spend_coverage"] <= 1.0 and 0.5 < checks["clv_coverage"] <= 1.0
