@@ -52,6 +52,16 @@ def snapshot_margins(frame: pd.DataFrame, family: str, target: str, days: float)
     return out
 
 
+def snapshot_totals(
+    frame: pd.DataFrame, margins: np.ndarray, actual: np.ndarray
+) -> list[tuple[pd.Timestamp, float, float]]:
+    """Per snapshot (`as_of`): its cutoff, the spend that followed and the base's total of it."""
+    return [
+        (pd.Timestamp(cutoff), float(actual[rows].sum()), float(np.exp(margins[rows]).sum()))
+        for cutoff, rows in frame.groupby("as_of", sort=True).indices.items()
+    ]
+
+
 def level_shift(base: np.ndarray, corrected: np.ndarray) -> float:
     """The log shift that gives corrected spend the base's total over the same customers.
 

@@ -49,6 +49,9 @@ class SpendIntervals:
         level_sd: relative standard error of the model's overall level on the validation
             rows (the calibration's own sampling error): shared by every customer, so it
             does not average out in a sum.
+        level_shift_sd: how far the level moves between windows: the root mean square of the
+            log ratio actual / base total over the training and validation snapshots. A
+            season or an ageing base moves every customer at once; 0 when not measured.
     """
 
     level: float
@@ -59,6 +62,7 @@ class SpendIntervals:
     variance: tuple[float, ...]
     rows: tuple[int, ...]
     level_sd: float
+    level_shift_sd: float = 0.0
 
     @classmethod
     def fit(
@@ -180,7 +184,8 @@ class SpendIntervals:
         scale = np.maximum(p, self.floor) * per_spend
         spread = np.asarray(self.variance)[self.bins(p)] * scale**2
         total = float(v.sum())
-        sd = math.sqrt(float(spread.sum()) + (self.level_sd * total) ** 2)
+        level_sd = math.hypot(self.level_sd, self.level_shift_sd)
+        sd = math.sqrt(float(spread.sum()) + (level_sd * total) ** 2)
         z = NormalDist().inv_cdf((1.0 + self.level) / 2.0)
         return max(total - z * sd, 0.0), total + z * sd
 
@@ -196,6 +201,7 @@ class SpendIntervals:
             "variance": list(self.variance),
             "rows": list(self.rows),
             "level_sd": self.level_sd,
+            "level_shift_sd": self.level_shift_sd,
         }
 
     @classmethod
@@ -216,6 +222,7 @@ class SpendIntervals:
             variance=tuple(float(x) for x in stored["variance"]),
             rows=tuple(int(x) for x in stored["rows"]),
             level_sd=float(stored["level_sd"]),
+            level_shift_sd=float(stored.get("level_shift_sd", 0.0)),
         )
         n_bins = len(intervals.edges) + 1
         lengths = {len(getattr(intervals, k)) for k in ("low", "high", "variance", "rows")}

@@ -16,6 +16,7 @@ from training.correction import (
     CHURN,
     correction_weight,
     snapshot_margins,
+    snapshot_totals,
     to_prediction,
 )
 from training.datasets import BTYD_ONLY, CutoffPlan, FeatureSpec
@@ -44,6 +45,8 @@ class FittedTarget:
     family_losses: dict[str, float]
     weight: float
     honest: np.ndarray  # validation predictions, the weight cross-fitted by customer
+    # per training and validation snapshot: cutoff, what followed, the base's total of it
+    totals: list[tuple[pd.Timestamp, float, float]]
 
     def describe(self) -> dict[str, Any]:
         """The rung, windows, validation and base of this target, for the bundle and the run."""
@@ -101,13 +104,18 @@ def fit_target(
     base = BtydBase.fit(features, family)
     if plan.rung == BTYD_ONLY or train.empty or valid.empty:
         log.info("%s model: the %s base alone (%s)", target, family, plan.rung)
-        honest = (
-            to_prediction(target, snapshot_margins(valid, family, target, days))
-            if len(valid)
-            else np.zeros(0)
-        )
+        margins = snapshot_margins(valid, family, target, days) if len(valid) else np.zeros(0)
+        totals = snapshot_totals(valid, margins, valid[label].to_numpy(dtype=float))
         return FittedTarget(
-            target, plan, zero_booster(spec, features), None, base, losses, 0.0, honest
+            target,
+            plan,
+            zero_booster(spec, features),
+            None,
+            base,
+            losses,
+            0.0,
+            to_prediction(target, margins),
+            totals,
         )
     fold = {
         name: Split(
@@ -138,7 +146,12 @@ def fit_target(
         plan.rung,
         weight,
     )
-    return FittedTarget(target, plan, booster, study, base, losses, weight, honest)
+    totals = [
+        total
+        for name, frame in (("train", train), ("valid", valid))
+        for total in snapshot_totals(frame, fold[name].base, fold[name].y)  # type: ignore[arg-type]
+    ]
+    return FittedTarget(target, plan, booster, study, base, losses, weight, honest, totals)
 
 
 def zero_booster(spec: FeatureSpec, features: pd.DataFrame) -> lgb.Booster:

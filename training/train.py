@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from training.metrics import churn_metrics, population_metrics, spend_metrics
 from training.model import IDENTITY, ModelBundle, SpendModel, discount_factor
 from training.options import TrainOptions
 from training.reference import fit_reference
+from training.seasons import level_move_sd, seasonal_level
 from training.targets import fit_target
 from training.thresholds import SegmentThresholds, reference_population
 
@@ -151,6 +152,21 @@ def train_models(
         spend.base.spend_margin(features, options.horizon_days),
         np.log(np.maximum(bundle.predict(features)["predicted_spend"].to_numpy(), 1e-300)),
     )
+    # A horizon holding a peak or a low: the base's same window last year (training.seasons).
+    season = seasonal_level(
+        tables.transactions,
+        as_of,
+        options.horizon_days,
+        data.spend_plan.valid,
+        data.spend_plan.label_days,
+        spend_valid,
+        spend_pred,
+    )
+    bundle.config["season"] = season.describe()
+    bundle.config["spend_level_shift"] += season.log_shift
+    if season.used and season.validation_index is not None:
+        spend_pred = spend_pred * season.validation_index
+    log.info("spend season: %s", season.describe()["decision"])
     # Segment cut points are quantiles of the model's own scores, stored with it.
     valid_scores = data.churn_valid.join(
         bundle.predict(data.churn_valid).drop(columns="customer_id")
@@ -163,7 +179,11 @@ def train_models(
     range_metrics: dict[str, float] = {}
     if len(spend_valid):
         keys = data.spend_valid["customer_id"]
-        bundle.config["spend_intervals"] = SpendIntervals.fit(spend_pred, spend_valid).to_dict()
+        moves = level_move_sd(
+            spend.totals, tables.transactions, data.spend_plan.label_days, season.used
+        )
+        intervals = replace(SpendIntervals.fit(spend_pred, spend_valid), level_shift_sd=moves)
+        bundle.config["spend_intervals"] = intervals.to_dict()
         range_metrics = interval_metrics(spend_pred, spend_valid, keys, spend_active)
     started = time.perf_counter()
     bundle.reference = fit_reference(features, bundle.predict(features), as_of)
@@ -180,6 +200,9 @@ def train_models(
         )
     metrics |= _baselines(tables, data, options, churn_active, spend_active)
     metrics |= range_metrics
+    if season.index is not None:
+        metrics["spend_season_index"] = season.index
+    metrics["spend_season_used"] = float(season.used)
     metrics["churn_best_iteration"] = float(churn.booster.best_iteration)
     metrics["rows_churn_valid_active"] = float(churn_active.sum())
     metrics["rows_spend_valid_active"] = float(spend_active.sum())

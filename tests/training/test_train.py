@@ -308,3 +308,23 @@ def test_metrics_are_over_the_decision_population_with_all_customers_beside(
     for baseline in ("churn_recency_roc_auc", "churn_bgnbd_brier", "spend_last_period_mae"):
         assert np.isfinite(m[baseline]) and np.isfinite(m[f"{baseline}_all"])
         assert m[baseline] != m[f"{baseline}_all"]
+
+
+def test_spend_is_levelled_at_its_base_total_times_the_season(
+    tables: Tables, trained: TrainResult
+) -> None:
+    """Three years of a shop with a December peak: the index as of T is in the bundle, applied."""
+    from training.seasons import season_index
+
+    season = trained.bundle.config["season"]
+    expected = season_index(tables.transactions, AS_OF, OPTIONS.horizon_days)
+    assert expected is not None and season["index"] == pytest.approx(expected)
+    assert season["validation_index"] is not None  # the validation cutoff has the history too
+    features = build_features(tables, AS_OF)
+    bases = trained.bundle.btyd_bases
+    assert bases is not None
+    base_total = np.exp(bases["spend"].spend_margin(features, OPTIONS.horizon_days)).sum()
+    total = trained.bundle.predict(features)["predicted_spend"].sum()
+    assert total / base_total == pytest.approx(expected if season["used"] else 1.0, rel=1e-6)
+    assert trained.metrics["spend_season_used"] == float(season["used"])
+    assert trained.bundle.config["spend_intervals"]["level_shift_sd"] > 0
