@@ -1,4 +1,4 @@
-"""The feature table: one row per customer with a transaction before `as_of`, from all tables."""
+"""The feature table: one row per customer with a transaction before `as_of` or a term held."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.columns import ColumnData, TableData
 from features.engagement import (
@@ -26,6 +27,7 @@ from features.rfm import (
     ID,
     Codes,
     Columns,
+    arrow,
     factorize,
     labels,
     micros,
@@ -35,14 +37,16 @@ from features.rfm import (
     transaction_features,
 )
 from features.schema import KNOWN_EVENTS, Tables, to_timestamp
+from features.subscriptions import holds_term, subscription_features, usage_features
 
-CATEGORICAL_FEATURES = ("dominant_channel", *PROFILE_CATEGORIES)
+CATEGORICAL_FEATURES = ("dominant_channel", *PROFILE_CATEGORIES, "plan")
 
 # The string columns the features group by; True: codes in name order (ids, channel ties).
 _CODED = {
     "transactions": {ID: True, "order_id": False, "category": False, "channel": True},
     "events": {ID: False, "event": False},
     "customers": {ID: False},
+    "subscriptions": {ID: False, "plan": False},
 }
 # Below this many rows a table's columns are hashed one after the other: threads cost more
 # than they save (the online call scores one customer).
@@ -61,7 +65,10 @@ def build_features(
     *,
     event_types: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Features of every customer with a transaction before `as_of`, reading only rows before it.
+    """Features of every customer with a sale before `as_of` or a term held at it, read before it.
+
+    A subscriber holding a term at `as_of` (`features.subscriptions.holds_term`) is a row even
+    without a transaction; terms are read as known then (started before it, earlier notices).
 
     Args:
         tables: validated tables (see `features.io.load_tables`).
@@ -72,8 +79,9 @@ def build_features(
 
     Returns:
         One row per customer sorted by customer_id: `customer_id`, then the columns of
-        `transaction_features`, `event_features` (plus `product_views_since_purchase`) and
-        `profile_features`, as far as the tables have the data. Numbers are float64,
+        `transaction_features`, `event_features` (plus `product_views_since_purchase`),
+        `profile_features`, and with subscriptions `subscription_features` and (with events)
+        `usage_features`, as far as the tables have the data. Numbers are float64,
         `CATEGORICAL_FEATURES` are pandas categoricals.
     """
     return pd.DataFrame(feature_columns(tables, as_of, event_types=event_types), copy=False)
@@ -93,16 +101,19 @@ def feature_columns(
     `encoded` is `encode_tables(tables)`, given when features are built at many cutoffs.
     """
     cutoff = to_timestamp(as_of).to_pydatetime()
-    codes = _table_codes(tables, "transactions", encoded)
+    subscriptions = getattr(tables, "subscriptions", None)
+    codes = _customer_codes(tables, encoded)
     customers = codes[ID].names
     columns, present = transaction_features(tables.transactions, codes, cutoff)
     # One table's codes at a time: memory holds one table's working arrays, not all three.
     del codes
+    engagement: Columns = {}
     if tables.events is not None:
         codes = _table_codes(tables, "events", encoded, customers)
         if event_types is None:
             event_types = _default_types(tables.events, codes["event"], cutoff)
-        columns.update(event_features(tables.events, codes, cutoff, event_types))
+        engagement = event_features(tables.events, codes, cutoff, event_types)
+        columns.update(engagement)
         if "product_view" in event_types:
             columns["product_views_since_purchase"] = views_since_last_purchase(
                 tables.events, codes, cutoff, columns["recency_days"]
@@ -111,6 +122,15 @@ def feature_columns(
     if tables.customers is not None:
         codes = _table_codes(tables, "customers", encoded, customers)
         columns.update(profile_features(tables.customers, codes, cutoff))
+    if subscriptions is not None:
+        # Subscribers holding a term are customers even before their first transaction.
+        codes = _table_codes(tables, "subscriptions", encoded, customers)
+        n = len(customers)
+        present = present | holds_term(subscriptions, codes[ID].codes, n, cutoff)
+        contract = subscription_features(subscriptions, codes, cutoff)
+        columns.update(contract)
+        if tables.events is not None and event_types is not None:
+            columns.update(usage_features(engagement, event_types, contract.get("seats")))
     return _final_columns(columns, present, customers)
 
 
@@ -126,17 +146,39 @@ class EncodedTables:
     transactions: dict[str, Codes]
     events: dict[str, Codes] | None
     customers: dict[str, Codes] | None
+    subscriptions: dict[str, Codes] | None = None
 
 
 def encode_tables(tables: TableData) -> EncodedTables:
     """The codes `feature_columns(tables, ..., encoded=...)` reuses at every cutoff."""
-    transactions = _encode(tables.transactions, _CODED["transactions"])
+    transactions = _customer_codes(tables, None)
     ids = transactions[ID].names
+    subscriptions = getattr(tables, "subscriptions", None)
     return EncodedTables(
         transactions,
         None if tables.events is None else _encode(tables.events, _CODED["events"], ids),
         None if tables.customers is None else _encode(tables.customers, _CODED["customers"], ids),
+        None if subscriptions is None else _encode(subscriptions, _CODED["subscriptions"], ids),
     )
+
+
+def _customer_codes(tables: TableData, encoded: EncodedTables | None) -> dict[str, Codes]:
+    """The transactions' codes; with subscriptions, ids are codes into the union of both tables.
+
+    The union is sorted, as the transactions' own ids are: sorting by code sorts by id.
+    """
+    if encoded is not None:
+        return encoded.transactions
+    codes = _encode(tables.transactions, _CODED["transactions"])
+    subscriptions = getattr(tables, "subscriptions", None)
+    if subscriptions is None:
+        return codes
+    names = codes[ID].names
+    subscribers = pc.drop_null(arrow(subscriptions[ID]).cast(names.type))
+    union = pc.unique(pa.concat_arrays([names, subscribers]))
+    union = union.take(pc.array_sort_indices(union))
+    codes[ID] = recode(codes[ID], union)
+    return codes
 
 
 def _table_codes(

@@ -21,7 +21,10 @@ from features.schema import (
     TableSpec,
 )
 from features.validation import (
+    REASON_BOOL,
+    REASON_CANCEL_AFTER_END,
     REASON_DUPLICATE_ID,
+    REASON_END_NOT_AFTER_START,
     REASON_ID_LENGTH,
     REASON_ID_NUL,
     REASON_MISSING,
@@ -29,9 +32,11 @@ from features.validation import (
     REASON_NON_FINITE,
     REASON_NUMBER,
     REASON_NUMBER_RANGE,
+    REASON_OVERLAP,
     REASON_SURVEY_MISSING,
     REASON_TIMESTAMP,
     REASON_TIMESTAMP_RANGE,
+    REASON_WHOLE,
     RawTable,
     RowIssue,
 )
@@ -41,9 +46,12 @@ def coerce_table(spec: TableSpec, raw: RawTable) -> tuple[pd.DataFrame, list[Row
     """Coerce the raw columns to contract types and find the row-level problems.
 
     Ids and labels become pandas `str` (whitespace stripped, empty = missing), timestamps naive
-    UTC `datetime64[us]`, numbers float64; a value that does not parse is a row problem, never a
-    silent NaN. So are a timestamp outside [EARLIEST, LATEST), a number beyond
-    +-MAX_ABS_NUMBER, and a customer_id longer than MAX_ID_LENGTH or holding a NUL character.
+    UTC `datetime64[us]`, numbers float64 (whole numbers too), flags pandas `boolean`; a value
+    that does not parse is a row problem, never a silent NaN. So are a timestamp outside
+    [EARLIEST, LATEST), a number beyond +-MAX_ABS_NUMBER or the column's bounds, a fraction in
+    a whole-number column, and a customer_id longer than MAX_ID_LENGTH or holding a NUL
+    character. Subscription terms must end after they start, take notice no later than their
+    end, and not overlap another term of the same customer and plan (`subscription_issues`).
 
     Args:
         spec: the contract table.
@@ -80,6 +88,8 @@ def coerce_table(spec: TableSpec, raw: RawTable) -> tuple[pd.DataFrame, list[Row
         repeated = frame["customer_id"].duplicated(keep=False).to_numpy() & ~missing["customer_id"]
         if repeated.any():
             issues.append(RowIssue("customer_id", REASON_DUPLICATE_ID, repeated))
+    if spec.name == "subscriptions":
+        issues.extend(subscription_issues(frame, issues))
     return frame, issues, blank
 
 
@@ -104,6 +114,11 @@ def _coerce_column(
         if outside.any():
             issues.append((REASON_TIMESTAMP_RANGE, outside))
         return values, missing, issues
+    if column.kind == "bool":
+        flags, missing, unparsable = _to_flags(data)
+        if unparsable.any():
+            issues.append((REASON_BOOL, unparsable))
+        return pd.Series(flags, name=column.name, copy=False), missing, issues
     numbers, missing, unparsable = _to_numbers(data)
     if unparsable.any():
         issues.append((REASON_NUMBER, unparsable))
@@ -113,10 +128,23 @@ def _coerce_column(
     huge = np.isfinite(numbers) & (np.abs(numbers) > MAX_ABS_NUMBER)
     if huge.any():
         issues.append((REASON_NUMBER_RANGE, huge))
+    if column.kind == "int":
+        fraction = np.isfinite(numbers) & (numbers != np.round(numbers))
+        if fraction.any():
+            issues.append((REASON_WHOLE, fraction))
     if column.min_value is not None:
-        below = numbers < column.min_value
-        if below.any():
-            issues.append((f"value below the minimum {column.min_value:g}", below))
+        if column.min_exclusive:
+            not_above = numbers <= column.min_value
+            if not_above.any():
+                issues.append((f"value not above {column.min_value:g}", not_above))
+        else:
+            below = numbers < column.min_value
+            if below.any():
+                issues.append((f"value below the minimum {column.min_value:g}", below))
+    if column.max_value is not None:
+        above = np.isfinite(numbers) & (numbers > column.max_value)
+        if above.any():
+            issues.append((f"value above the maximum {column.max_value:g}", above))
     return pd.Series(numbers, name=column.name, copy=False), missing, issues
 
 
@@ -204,6 +232,108 @@ def _to_numbers(data: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         spelled = series.iloc[idx].str.lower().str.lstrip("+-") == "nan"
         nan_text[idx[spelled.to_numpy()]] = True
     return numbers, missing | nan_text, failed & ~nan_text
+
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def _to_flags(
+    data: pa.ChunkedArray,
+) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray, np.ndarray]:
+    """Nullable booleans, the missing mask and the unparsable mask.
+
+    Booleans are taken as they are, numbers only as 0 or 1, text (any case) only as true/false,
+    1/0 or yes/no: a flag that reads as anything else is refused, never guessed.
+    """
+    kind = data.type
+    n = len(data)
+    if pa.types.is_boolean(kind):
+        missing = _np_mask(pc.is_null(data))
+        true = _np_mask(data)
+        unparsable = np.zeros(n, dtype=bool)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        numbers = data.cast(pa.float64(), safe=False).to_numpy()
+        missing = np.isnan(numbers)
+        true = numbers == 1
+        unparsable = ~missing & ~true & (numbers != 0)
+    else:
+        text, missing = _clean_text(data)
+        lower = pc.utf8_lower(text)
+        true = _np_mask(pc.is_in(lower, pa.array(_TRUE)))
+        false = _np_mask(pc.is_in(lower, pa.array(_FALSE)))
+        unparsable = ~missing & ~true & ~false
+    flags = pd.array(true, dtype="boolean")
+    flags[missing | unparsable] = pd.NA
+    return flags, missing, unparsable
+
+
+def subscription_issues(frame: pd.DataFrame, issues: list[RowIssue]) -> list[RowIssue]:
+    """Terms that cannot be: ending before they start, notice after the end, overlapping terms.
+
+    Two terms of one customer and one plan (rows without a plan, or a table without the column,
+    form one plan per customer) overlap when each starts before the other ends; a term ending
+    as the next starts is a renewal. Both terms of an overlap are named. Rows already refused
+    for their ids or dates are left out of the comparison.
+
+    Args:
+        frame: the coerced subscriptions table, every row.
+        issues: its problems found so far.
+    """
+    if "start_ts" not in frame or "end_ts" not in frame:
+        return []
+    found: list[RowIssue] = []
+    start, end = frame["start_ts"].to_numpy(), frame["end_ts"].to_numpy()
+    dated = ~np.isnat(start) & ~np.isnat(end)
+    backwards = dated & (end <= start)
+    if backwards.any():
+        found.append(RowIssue("end_ts", REASON_END_NOT_AFTER_START, backwards))
+    if "cancel_ts" in frame:
+        cancel = frame["cancel_ts"].to_numpy()
+        late = ~np.isnat(cancel) & ~np.isnat(end) & (cancel > end)
+        if late.any():
+            found.append(RowIssue("cancel_ts", REASON_CANCEL_AFTER_END, late))
+    refused = np.zeros(len(frame), dtype=bool)
+    for issue in [*issues, *found]:
+        if issue.column in ("customer_id", "start_ts", "end_ts"):
+            refused |= issue.mask
+    overlapping = _overlaps(frame, dated & ~refused)
+    if overlapping.any():
+        found.append(RowIssue("start_ts", REASON_OVERLAP, overlapping))
+    return found
+
+
+def _overlaps(frame: pd.DataFrame, usable: np.ndarray) -> np.ndarray:
+    """Rows whose term overlaps another usable term of the same customer and plan."""
+    rows = np.flatnonzero(usable)
+    hit = np.zeros(len(frame), dtype=bool)
+    if len(rows) < 2:
+        return hit
+    # Codes of the whole column (Arrow-backed text factorizes natively), then the usable rows.
+    customer = frame["customer_id"].factorize()[0][rows].astype(np.int64)
+    if "plan" in frame:
+        plan_codes, plans = frame["plan"].factorize()  # a missing plan: -1, a plan of its own
+        group = customer * (len(plans) + 1) + plan_codes[rows] + 1
+    else:
+        group = customer
+    start = frame["start_ts"].to_numpy()[rows].astype(np.int64)
+    end = frame["end_ts"].to_numpy()[rows].astype(np.int64)
+    order = np.lexsort((start, group))
+    group, start, end = group[order], start[order], end[order]
+    group_start = np.ones(len(order), dtype=bool)
+    group_start[1:] = group[1:] != group[:-1]
+    group = np.cumsum(group_start) - 1
+    # The latest end of the earlier terms of the group: a term starting before it overlaps one.
+    earlier_end = np.full(len(order), np.iinfo(np.int64).min)
+    running = pd.Series(end).groupby(group).cummax().to_numpy()
+    earlier_end[1:] = np.where(group_start[1:], earlier_end[1:], running[:-1])
+    later = start < earlier_end
+    # Sorted by start, the next term of the group starts first of the later ones.
+    earlier = np.zeros(len(order), dtype=bool)
+    earlier[:-1] = ~group_start[1:] & (start[1:] < end[:-1])
+    overlapped = later | earlier
+    hit[rows[order[overlapped]]] = True
+    return hit
 
 
 def _survey_issues(frame: pd.DataFrame, value_missing: np.ndarray | None) -> list[RowIssue]:

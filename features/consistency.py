@@ -40,12 +40,15 @@ def reason_future(since: pd.Timestamp) -> str:
 def future_issues(spec: TableSpec, frame: pd.DataFrame, since: pd.Timestamp) -> list[RowIssue]:
     """Rows of a coerced table dated from `since` on, one issue per timestamp column.
 
-    Timestamps past `LATEST` are errors of their own (`REASON_TIMESTAMP_RANGE`), not counted
-    here. Whether these rows are kept with a warning or set aside is the loader's choice.
+    A `scheduled` column (a term's `end_ts`) is a date known ahead: a future one is normal. A
+    term's `start_ts` or `cancel_ts` in the future is a fact not yet happened, as a future
+    transaction. Timestamps past `LATEST` are errors of their own (`REASON_TIMESTAMP_RANGE`),
+    not counted here. Whether these rows are kept with a warning or set aside is the loader's
+    choice.
     """
     issues = []
     for column in spec.columns:
-        if column.kind != "timestamp" or column.name not in frame:
+        if column.kind != "timestamp" or column.scheduled or column.name not in frame:
             continue
         stamps = frame[column.name].to_numpy()
         future = (

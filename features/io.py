@@ -49,16 +49,19 @@ def load_tables(data_dir: Path | str, *, quarantine_dir: Path | str | None = Non
     """Load and validate a data folder: the one place where input is read and coerced.
 
     Each table is `NAME.parquet` or `NAME.csv` (both present is an error: ambiguous).
-    `transactions` is required, `customers` and `events` optional. Only contract columns are
-    kept, in contract order (extra columns are listed as info). Ids and labels become pandas
-    `str` (whitespace stripped, empty = missing), timestamps naive UTC `datetime64[us]`, numbers
-    float64. CSV is read as text first so that a bad value is reported, never silently NaN.
+    `transactions` is required, `customers`, `events` and `subscriptions` optional. Only
+    contract columns are kept, in contract order (extra columns are listed as info). Ids and
+    labels become pandas `str` (whitespace stripped, empty = missing), timestamps naive UTC
+    `datetime64[us]`, numbers float64, flags pandas `boolean` (CSV: true/false, 1/0, yes/no).
+    CSV is read as text first so that a bad value is reported, never silently NaN.
 
     Every violation is collected, not just the first. Decisions beyond the contract:
     exact duplicate rows are kept (two identical purchase lines can be legitimate) and
     counted as a warning; negative amounts are refunds (valid); naive timestamps are UTC and
     zoned ones are converted to UTC, mixed in one column is fine; customers that appear only in
-    `customers` or `events` are valid and counted as info (they are not scored); unknown event
+    `customers`, `events` or `subscriptions` are valid and counted as info (they are not
+    scored); a subscription term ending at or before its start, with notice after its end, or
+    overlapping another term of the customer's same plan is a bad row; unknown event
     names are valid (info; names match exactly, case included, after stripping whitespace); a
     NaN number is missing, +-inf is an error; a survey event
     (`SURVEY_RANGES`) needs a score within its range; a customer_id repeated in `customers`
@@ -67,11 +70,11 @@ def load_tables(data_dir: Path | str, *, quarantine_dir: Path | str | None = Non
 
     Beyond single values: an empty transactions table is an error (nobody to score); timestamps
     outside 1900-2261, numbers beyond +-`MAX_ABS_NUMBER` and customer ids longer than
-    `MAX_ID_LENGTH` or holding a NUL are bad rows; rows dated after tomorrow (UTC, by the clock)
-    are flagged as warnings and kept (no as-of without `--allow-future-as-of` reads them), or set
-    aside under quarantine; event names that become the same feature columns, and customer ids
-    typed as numbers in one file but spelled otherwise as text in another, are errors
-    (`features.consistency`).
+    `MAX_ID_LENGTH` or holding a NUL are bad rows; rows dated after tomorrow (UTC, by the clock;
+    a term's scheduled `end_ts` may be later) are flagged as warnings and kept (no as-of without
+    `--allow-future-as-of` reads them), or set aside under quarantine; event names that become
+    the same feature columns, and customer ids typed as numbers in one file but spelled
+    otherwise as text in another, are errors (`features.consistency`).
 
     Args:
         data_dir: the data folder.
@@ -290,6 +293,7 @@ def _load(data_dir: Path, quarantine_dir: Path | None) -> tuple[Tables | None, V
         transactions=frames["transactions"],
         customers=frames.get("customers"),
         events=frames.get("events"),
+        subscriptions=frames.get("subscriptions"),
         sources=dict(report.sources),
     )
     return tables, report
@@ -324,7 +328,7 @@ def _escape_formulas(series: pd.Series) -> pd.Series:
     is_text = is_text.fillna(False).astype(bool)
     if not is_text.any():
         return series
-    text = series.where(is_text, "").astype("str")
+    text = series.astype(object).where(is_text, "").astype("str")  # categoricals too
     risky = (text.str.startswith(FORMULA_START) & is_text).to_numpy(dtype=bool)
     if not risky.any():
         return series

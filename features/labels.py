@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from features.columns import floats
 from features.rfm import (
     ID,
     US_PER_DAY,
+    factorize,
     group_min,
     group_sum,
     labels,
@@ -31,9 +32,77 @@ from features.rfm import (
     timestamps_us,
 )
 from features.schema import Tables, to_timestamp
+from features.subscriptions import GRACE_DAYS, holds_term, lapse_at, lapse_blocks
 
 LABEL_COLUMNS = ("churned", "future_orders", "future_spend", "future_margin")
 DEFAULT_MARGIN_RATE = 0.3
+
+ChurnDefinition = Literal["inactivity", "contractual"]
+CHURN_DEFINITIONS: tuple[ChurnDefinition, ...] = ("inactivity", "contractual")
+"""What `churned` means. inactivity: customers with a transaction before T, churned without a
+purchase in [T, T + window). contractual: customers holding a subscription term at T
+(`features.subscriptions.holds_term`), churned when their coverage lapses in the window
+(`contractual_labels`)."""
+
+_NAT_US = np.iinfo(np.int64).min
+
+
+def label_days(definition: ChurnDefinition, churn_window_days: int) -> int:
+    """Days of data after a cutoff its churn label reads: the window, plus the grace if contractual.
+
+    A contractual lapse near the window's end is judged by the terms starting within the
+    grace after it.
+    """
+    _check_definition(definition)
+    return churn_window_days + (GRACE_DAYS if definition == "contractual" else 0)
+
+
+def _check_definition(definition: str) -> None:
+    if definition not in CHURN_DEFINITIONS:
+        raise ValueError(
+            f"unknown churn definition {definition!r}: expected one of {list(CHURN_DEFINITIONS)}"
+        )
+
+
+def contractual_labels(
+    subscriptions: pd.DataFrame,
+    as_of: str | pd.Timestamp | datetime,
+    churn_window_days: int = 90,
+    grace_days: int = GRACE_DAYS,
+) -> pd.DataFrame:
+    """Whether each subscriber at `as_of` lets their subscription lapse within the window.
+
+    The population is the customers holding a term at T (start_ts < T <= end_ts: a term ending
+    exactly at T counts, so renewals at midnight T are in). Their coverage runs through every
+    term overlapping it or starting at most `grace_days` after its latest end; it lapses where
+    it stops. `churned` is 1.0 when the lapse is before T + window (a lapse at T itself too),
+    else 0.0. Terms starting after T + window + grace are never read (they could not bridge a
+    lapse in the window); `cancel_ts` is not read either: a notice ends nothing before the
+    term's own end, and the missing next term is what makes the lapse. The caller must hold
+    the terms starting up to `as_of + window + grace` (`label_days`).
+
+    Returns:
+        customer_id, churned (float), lapse_ts (the first moment uncovered; NaT when not
+        churned), one row per subscriber at T, sorted by customer_id.
+    """
+    cutoff = to_timestamp(as_of)
+    window_end = cutoff + pd.Timedelta(days=churn_window_days)
+    terms = subscriptions[subscriptions["start_ts"] < window_end + pd.Timedelta(days=grace_days)]
+    ids = factorize(terms[ID], sort=True)
+    start = timestamps_us(terms["start_ts"])
+    end = timestamps_us(terms["end_ts"])
+    run_end = lapse_blocks(ids.codes, start, end, grace_days)
+    lapse = lapse_at(ids.codes, start, end, run_end, len(ids), cutoff.to_pydatetime())
+    held = np.flatnonzero(lapse != _NAT_US)
+    lapse = lapse[held]
+    churned = lapse < micros(window_end.to_pydatetime())
+    return pd.DataFrame(
+        {
+            ID: labels(ids.names, held),
+            "churned": churned.astype(np.float64),
+            "lapse_ts": np.where(churned, lapse, _NAT_US).view("datetime64[us]"),
+        }
+    )
 
 
 def build_labels(
@@ -42,27 +111,36 @@ def build_labels(
     churn_window_days: int | None = 90,
     horizon_days: int | None = 365,
     margin_rate: float = DEFAULT_MARGIN_RATE,
+    definition: ChurnDefinition = "inactivity",
 ) -> pd.DataFrame:
-    """What happened after `as_of` to every customer with a transaction before it.
+    """What happened after `as_of` to every customer of the definition's population.
 
-    The caller must hold data up to `as_of + window`; a window that runs past the data
-    reads as "no purchase". `build_training_set` guards this.
+    The caller must hold data up to `as_of + label_days(definition, window)`; a window that
+    runs past the data reads as "no purchase" (or a lapse). `build_training_set` guards this.
 
     Args:
         tables: validated tables.
-        as_of: the cutoff; the population is the customers with a transaction before it.
+        as_of: the cutoff; the population is the customers with a transaction before it
+            (inactivity) or holding a subscription term at it (contractual).
         churn_window_days: churn window; None skips `churned`.
         horizon_days: spend horizon; None skips the future_* columns.
         margin_rate: margin per unit of revenue for rows without a margin value.
+        definition: one of `CHURN_DEFINITIONS`; contractual churn is `contractual_labels`.
 
     Returns:
         One row per customer sorted by customer_id with:
-        churned: 1.0 if no purchase (amount >= 0) in [as_of, as_of + churn window), else 0.0.
+        churned: 1.0 if no purchase (amount >= 0) in [as_of, as_of + churn window), else 0.0
+            (contractual: 1.0 if the subscription lapses in the window).
         future_orders: purchase days in [as_of, as_of + horizon).
         future_spend: net revenue (refunds deducted) in the horizon, floored at 0.
         future_margin: gross margin in the horizon (the row's margin, else
             amount x margin_rate), floored at 0.
     """
+    _check_definition(definition)
+    if definition == "contractual":
+        return _contractual_build_labels(
+            tables, as_of, churn_window_days, horizon_days, margin_rate
+        )
     cutoff = to_timestamp(as_of).to_pydatetime()
     tx = pl.from_pandas(tables.transactions).lazy()
     population = tx.filter(pl.col("ts") < cutoff).select(ID).unique()
@@ -97,6 +175,29 @@ def build_labels(
             pl.col("future_spend", "future_margin").fill_null(0.0).clip(lower_bound=0.0),
         )
     return labels.sort(ID).collect().to_pandas().astype({ID: "str"})
+
+
+def _contractual_build_labels(
+    tables: Tables,
+    as_of: str | pd.Timestamp | datetime,
+    churn_window_days: int | None,
+    horizon_days: int | None,
+    margin_rate: float,
+) -> pd.DataFrame:
+    """`build_labels` of contractual churn: the subscribers' lapses, everyone's spend.
+
+    The rows are the customers with a transaction before `as_of` or a term held at it (those
+    the features describe); `churned` is null for the non-subscribers among them.
+    """
+    if tables.subscriptions is None:
+        raise ValueError("contractual churn needs a subscriptions table; this data has none")
+    contract = contractual_labels(tables.subscriptions, as_of, churn_window_days or 0)
+    out = contract[[ID, "churned"]] if churn_window_days is not None else contract[[ID]]
+    spend = build_labels(tables, as_of, None, horizon_days, margin_rate)
+    out = out.merge(spend, on=ID, how="outer").sort_values(ID, ignore_index=True)
+    future = [c for c in ("future_orders", "future_spend", "future_margin") if c in out]
+    out[future] = out[future].fillna(0.0)
+    return out
 
 
 def snapshot_cutoffs(
@@ -135,6 +236,7 @@ def build_training_set(
     sample: Mapping[pd.Timestamp, float] | None = None,
     seed: int = 0,
     feature_dtype: DTypeLike = np.float64,
+    definition: ChurnDefinition = "inactivity",
 ) -> pd.DataFrame:
     """Feature and label snapshots at each cutoff, stacked, using only rows before `as_of`.
 
@@ -159,21 +261,29 @@ def build_training_set(
             share); a cutoff not in it keeps every customer. None keeps everyone.
         seed: seeds `customer_draws`.
         feature_dtype: the dtype of the numeric features; float32 halves their memory.
+        definition: one of `CHURN_DEFINITIONS`: the rows of a cutoff are its population (a
+            transaction before it, or a subscription term held at it) and `churned` follows
+            it; a contractual label needs `label_days` of data after its cutoff.
 
     Returns:
         `as_of` (the snapshot's cutoff), the feature columns and `LABEL_COLUMNS`, one row per
         customer and cutoff, by cutoff then customer id.
 
     Raises:
-        ValueError: if a cutoff is not before `as_of`, no cutoff has a complete label, or a
-            share is not in (0, 1].
+        ValueError: if a cutoff is not before `as_of`, no cutoff has a complete label, a
+            share is not in (0, 1], the definition is unknown, or a contractual definition
+            has no subscriptions table.
     """
+    _check_definition(definition)
     end = to_timestamp(as_of)
     past = tables.before(end)
+    if definition == "contractual" and past.subscriptions is None:
+        raise ValueError("contractual churn needs a subscriptions table; this data has none")
     stamps = sorted({to_timestamp(c) for c in cutoffs})
     if not stamps or stamps[-1] >= end:
         raise ValueError(f"every snapshot cutoff must be before the training date {end.date()}")
-    window = pd.Timedelta(days=min(churn_window_days, horizon_days))
+    churn_days = label_days(definition, churn_window_days)
+    window = pd.Timedelta(days=min(churn_days, horizon_days))
     if stamps[0] + window > end:
         raise ValueError(
             f"no snapshot before {end.date()} has a complete label window: the earliest cutoff "
@@ -186,37 +296,76 @@ def build_training_set(
     types = event_types if event_types is not None else default_event_types(past, end)
     encoded = encode_tables(past)
     future = _Future(past, encoded, margin_rate)
+    contract = None if past.subscriptions is None else _Contract(past, encoded)
     draws = None
     if any(v < 1 for v in shares.values()):
         draws = customer_draws(labels(encoded.transactions[ID].names, np.arange(future.n)), seed)
     rows = {}
     for cutoff in stamps:
         kept = future.first_us < micros(cutoff.to_pydatetime())
+        if contract is not None and definition == "contractual":
+            kept |= contract.holds(cutoff)  # churn rows are the subscribers; spend rows all
         if draws is not None and shares.get(cutoff, 1.0) < 1:
             kept &= draws < shares[cutoff]
         rows[cutoff] = np.flatnonzero(kept)
     stacked = _Stacked(sum(len(r) for r in rows.values()), feature_dtype)
     for cutoff in stamps:
-        churn_fits = cutoff + pd.Timedelta(days=churn_window_days) <= end
+        churn_fits = cutoff + pd.Timedelta(days=churn_days) <= end
         spend_fits = cutoff + pd.Timedelta(days=horizon_days) <= end
         features = feature_columns(past, cutoff, event_types=types, encoded=encoded)
-        present = np.flatnonzero(future.first_us < micros(cutoff.to_pydatetime()))
+        # The feature rows: a transaction before the cutoff, or a subscription term held at it.
+        in_features = future.first_us < micros(cutoff.to_pydatetime())
+        if contract is not None:
+            in_features |= contract.holds(cutoff)
+        present = np.flatnonzero(in_features)
         if len(features.pop(ID)) != len(present):
             raise RuntimeError(f"the features at {cutoff.date()} are not of the labelled customers")
         # The feature rows are the present customers in code order: keep the sampled ones.
         sampled = len(present) != len(rows[cutoff])
+        inactivity = definition == "inactivity"
+        snapshot_labels = future.labels(
+            cutoff,
+            churn_window_days if churn_fits and inactivity else None,
+            horizon_days if spend_fits else None,
+        )
+        if contract is not None and churn_fits and not inactivity:
+            snapshot_labels["churned"] = np.where(
+                contract.holds(cutoff), contract.churned(cutoff, churn_window_days), np.nan
+            )
         stacked.add(
             cutoff,
             rows[cutoff],
             features,
             np.searchsorted(present, rows[cutoff]) if sampled else None,
-            future.labels(
-                cutoff,
-                churn_window_days if churn_fits else None,
-                horizon_days if spend_fits else None,
-            ),
+            snapshot_labels,
         )
     return stacked.frame(encoded.transactions[ID].names)
+
+
+class _Contract:
+    """The subscription terms as customer codes, with each term's run of coverage made once."""
+
+    def __init__(self, tables: Tables, encoded: EncodedTables) -> None:
+        assert tables.subscriptions is not None and encoded.subscriptions is not None
+        terms = tables.subscriptions
+        self.customer = encoded.subscriptions[ID].codes
+        self.n = len(encoded.transactions[ID])
+        self.start = timestamps_us(terms["start_ts"])
+        self.end = timestamps_us(terms["end_ts"])
+        self.run_end = lapse_blocks(self.customer, self.start, self.end, GRACE_DAYS)
+        self.terms = terms
+
+    def holds(self, cutoff: pd.Timestamp) -> np.ndarray:
+        """Whether each customer code holds a term at the cutoff (the contractual population)."""
+        return holds_term(self.terms, self.customer, self.n, cutoff.to_pydatetime())
+
+    def churned(self, cutoff: pd.Timestamp, churn_window_days: int) -> np.ndarray:
+        """`contractual_labels`' churned per customer code (meaningless for non-subscribers)."""
+        lapse = lapse_at(
+            self.customer, self.start, self.end, self.run_end, self.n, cutoff.to_pydatetime()
+        )
+        window_end = micros((cutoff + pd.Timedelta(days=churn_window_days)).to_pydatetime())
+        return np.where(lapse < window_end, 1.0, 0.0)
 
 
 class _Future:

@@ -9,7 +9,10 @@ from typing import Literal
 
 import pandas as pd
 
-ColumnKind = Literal["id", "string", "timestamp", "float"]
+ColumnKind = Literal["id", "string", "timestamp", "float", "int", "bool"]
+"""How a column is typed once loaded: ids and strings as pandas `str`, timestamps as naive UTC
+`datetime64[us]`, floats and ints as float64 (an int is a whole number; NaN is missing), bools
+as pandas' nullable `boolean`."""
 
 ID = "customer_id"
 """The customer-id column: the key of every table, feature row and score row."""
@@ -30,12 +33,22 @@ ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\S.*)?$")
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a contract table."""
+    """One column of a contract table.
+
+    Attributes:
+        min_value: the smallest number allowed (inclusive unless `min_exclusive`).
+        max_value: the largest number allowed (inclusive).
+        scheduled: a date known ahead (a term's scheduled end): a future one is normal, not
+            flagged as a row dated in the future.
+    """
 
     name: str
     kind: ColumnKind
     required: bool = False
     min_value: float | None = None
+    max_value: float | None = None
+    min_exclusive: bool = False
+    scheduled: bool = False
     description: str = ""
 
 
@@ -96,7 +109,48 @@ EVENTS = TableSpec(
     ),
 )
 
-TABLE_SPECS: dict[str, TableSpec] = {s.name: s for s in (TRANSACTIONS, CUSTOMERS, EVENTS)}
+SUBSCRIPTIONS = TableSpec(
+    name="subscriptions",
+    required=False,
+    columns=(
+        Column(ID, "id", required=True),
+        Column("start_ts", "timestamp", required=True, description="start of the term"),
+        Column(
+            "end_ts",
+            "timestamp",
+            required=True,
+            scheduled=True,
+            description="scheduled end of the term (after start_ts), known when it starts",
+        ),
+        Column("plan", "string", description="plan or product; add-ons are terms of their own"),
+        Column("amount", "float", min_value=0.0, description="price of the whole term, >= 0"),
+        Column("billing_period_months", "int", min_value=1.0, description="months, >= 1"),
+        Column(
+            "discount",
+            "float",
+            min_value=0.0,
+            max_value=1.0,
+            description="share off the list price, 0-1",
+        ),
+        Column(
+            "quantity",
+            "float",
+            min_value=0.0,
+            min_exclusive=True,
+            description="seats, units or users, > 0",
+        ),
+        Column(
+            "cancel_ts",
+            "timestamp",
+            description="notice given or renewal switched off (not after end_ts)",
+        ),
+        Column("trial", "bool", description="a trial term"),
+    ),
+)
+
+TABLE_SPECS: dict[str, TableSpec] = {
+    s.name: s for s in (TRANSACTIONS, CUSTOMERS, EVENTS, SUBSCRIPTIONS)
+}
 
 # Event names with a meaning of their own; any other name still gets generic features.
 KNOWN_EVENTS: tuple[str, ...] = (
@@ -127,34 +181,48 @@ SURVEY_RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class Tables:
-    """A validated data folder: transactions always, customers and events when present.
+    """A validated data folder: transactions always; customers, events, subscriptions when present.
 
-    Timestamps are naive UTC (`datetime64[us]`), ids and labels are strings, numbers are float64.
-    Optional columns absent from the source are absent here too.
+    Timestamps are naive UTC (`datetime64[us]`), ids and labels are strings, numbers (whole
+    ones too) are float64, flags pandas' nullable `boolean`. Optional columns absent from the
+    source are absent here too.
     """
 
     transactions: pd.DataFrame
     customers: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
+    subscriptions: pd.DataFrame | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def before(self, cutoff: pd.Timestamp) -> Tables:
-        """The same tables keeping only rows strictly before `cutoff` (profiles are kept whole).
+        """The same tables as known at `cutoff`: rows strictly before it (profiles kept whole).
 
+        Subscription terms exist once started (`start_ts < cutoff`; their scheduled `end_ts` is
+        known from the start) and a notice given at or after `cutoff` is not known yet.
         A table with every row before `cutoff` is not copied (a shallow copy: pandas copies on
         write): at a million customers a copy of the tables is gigabytes.
         """
-        events = self.events
+        events, subscriptions = self.events, self.subscriptions
         return replace(
             self,
             transactions=_rows_before(self.transactions, cutoff),
             events=None if events is None else _rows_before(events, cutoff),
+            subscriptions=None if subscriptions is None else terms_known_at(subscriptions, cutoff),
         )
 
 
-def _rows_before(table: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    before = table["ts"] < cutoff
+def _rows_before(table: pd.DataFrame, cutoff: pd.Timestamp, column: str = "ts") -> pd.DataFrame:
+    before = table[column] < cutoff
     return table.copy(deep=False) if before.all() else table[before]
+
+
+def terms_known_at(subscriptions: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Subscription terms as known at `cutoff`: started before it, notices from it on unknown."""
+    known = _rows_before(subscriptions, cutoff, "start_ts")
+    if "cancel_ts" in known.columns and (known["cancel_ts"] >= cutoff).any():
+        known = known.copy()
+        known.loc[known["cancel_ts"] >= cutoff, "cancel_ts"] = pd.NaT
+    return known
 
 
 def to_timestamp(value: str | pd.Timestamp | object) -> pd.Timestamp:

@@ -138,7 +138,7 @@ def generate_tables(
     rng = np.random.default_rng(seed)
     period = _period(pd.Timestamp(end), years, realism.seasonality)
     people = _draw_population(rng, n_customers, period, realism)
-    customer_ids = _ids("C", n_customers)
+    customer_ids = sequential_ids("C", n_customers)
     # Each table becomes a frame before the next is drawn, so its arrays are freed early.
     transactions = _draw_transactions(rng, people, period, realism).frame(customer_ids, period)
     events = draw_events(rng, people, period, realism).frame(customer_ids, period)
@@ -391,7 +391,7 @@ def _draw_transactions(
     line_order = order[rows]
     columns: dict[str, object] = {
         "amount": np.round(amount[rows] * sign, 2),
-        "order_id": strings(_ids("O", n_orders, width=8), line_order),
+        "order_id": strings(sequential_ids("O", n_orders, width=8), line_order),
         "margin": np.round(margin[rows] * sign, 2),
         "category": strings(pa.array(CATEGORIES), category[rows]),
         "discount": np.where(sign > 0, discount[rows], 0.0),
@@ -413,7 +413,7 @@ def _customers_frame(people: Population, customer_ids: pa.Array, period: Period)
     )[CUSTOMERS.column_names]
 
 
-def _ids(prefix: str, n: int, width: int = 7) -> pa.Array:
+def sequential_ids(prefix: str, n: int, width: int = 7) -> pa.Array:
     """Zero-padded ids `prefix` + 1..n, padded to at least `width` digits."""
     digits = max(width, len(str(n)))
     numbers = pc.cast(pa.array(np.arange(1, n + 1, dtype=np.int64)), pa.string())

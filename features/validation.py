@@ -45,6 +45,14 @@ REASON_TIMESTAMP_RANGE = (
 REASON_NUMBER_RANGE = f"number beyond +-{MAX_ABS_NUMBER:,.0f} (the contract's limit)"
 REASON_ID_LENGTH = f"customer_id longer than {MAX_ID_LENGTH} characters (the scores store's limit)"
 REASON_ID_NUL = "customer_id holds a NUL character"
+REASON_WHOLE = "not a whole number"
+REASON_BOOL = "not a yes/no value (expected true/false, 1/0 or yes/no)"
+REASON_END_NOT_AFTER_START = "end_ts not after start_ts (a term ends after it starts)"
+REASON_CANCEL_AFTER_END = "cancel_ts after end_ts (notice is given before the term ends)"
+REASON_OVERLAP = (
+    "overlapping terms of one customer and plan (a term starts before another ends; "
+    "a renewal starts when the last term ends)"
+)
 
 
 @dataclass(frozen=True)
@@ -253,7 +261,12 @@ def quarantine_frame(raw: RawTable, issues: list[RowIssue], bad: np.ndarray) -> 
 
 
 def report_cross_table(frames: dict[str, pd.DataFrame], report: ValidationReport) -> None:
-    """Report customers without transactions and event names outside the known vocabulary."""
+    """Report customers without transactions and event names outside the known vocabulary.
+
+    Customers found only in customers, events or subscriptions are valid (not scored, unless
+    they hold a subscription term at the date): counted as info, naming the tables present
+    besides transactions.
+    """
     events = frames.get("events")
     if events is not None and "event" in events:
         names = events["event"].dropna()
@@ -275,11 +288,12 @@ def report_cross_table(frames: dict[str, pd.DataFrame], report: ValidationReport
     transactions = frames.get("transactions")
     if transactions is None or "customer_id" not in transactions:
         return
-    others = [
-        frames[name]["customer_id"]
-        for name in ("customers", "events")
+    holders = [
+        name
+        for name in ("customers", "events", "subscriptions")
         if name in frames and "customer_id" in frames[name]
     ]
+    others = [frames[name]["customer_id"] for name in holders]
     if not others:
         return
     # Hash sets of distinct ids in native code: probing every row of a large table against a
@@ -288,14 +302,17 @@ def report_cross_table(frames: dict[str, pd.DataFrame], report: ValidationReport
     ids = pl.concat([pl.Series("id", column) for column in others]).drop_nulls()
     ids = ids.unique(maintain_order=True)
     unscored = ids.filter(~ids.is_in(known.implode())).to_list()
+    held = (
+        ", unless they hold a subscription term at the date" if "subscriptions" in holders else ""
+    )
     if len(unscored):
         sample = ", ".join(unscored[:MAX_SHOWN])
         more = ", ..." if len(unscored) > MAX_SHOWN else ""
         report.add(
             Problem(
                 "info",
-                f"{_plural(len(unscored), 'customer')} in customers/events without any "
-                f"transaction (valid; not scored): {sample}{more}",
+                f"{_plural(len(unscored), 'customer')} in {'/'.join(holders)} without any "
+                f"transaction (valid; not scored{held}): {sample}{more}",
             )
         )
 

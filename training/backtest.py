@@ -11,14 +11,15 @@ from numpy.typing import ArrayLike
 
 from features.build import build_features
 from features.labels import build_labels
-from features.population import active_mask
+from features.population import population_mask, population_rule
 from features.schema import Tables, default_as_of
+from features.subscriptions import GRACE_DAYS
 from training.baselines import churn_baselines, spend_baselines
 from training.datasets import RUNGS
 from training.intervals import SpendIntervals, coverage
 from training.metrics import ALL_CUSTOMERS, churn_metrics, spend_metrics
 from training.model import ModelBundle
-from training.train import TrainOptions, TrainResult, train_models
+from training.train import TrainOptions, TrainResult, churn_definition, train_models
 
 CHURN_ROWS = (
     "roc_auc",
@@ -62,15 +63,21 @@ class BacktestResult:
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
     # Out-of-time checks of the ranges: coverage of spend and CLV, the equity range and total.
     intervals: dict[str, float] = field(default_factory=dict)
+    definition: str = "inactivity"  # what churn means (features.labels.CHURN_DEFINITIONS)
 
     def render(self) -> str:
         """The four tables as text: the decision population first, then every customer."""
         active = (
-            f"{self.n_active:,} active customers of {self.n_customers:,} (bought within the "
-            f"{self.churn_window_days} days before T)"
+            f"{self.n_active:,} active customers of {self.n_customers:,} "
+            f"({population_rule(self.churn_window_days, self.definition)})"
+        )
+        meaning = (
+            "the subscription lapses in the window after T"
+            if self.definition == "contractual"
+            else "no purchase in the window after T"
         )
         return (
-            f"churn, {active}; churn = no purchase in the window after T\n"
+            f"churn, {active}; churn = {meaning}\n"
             f"{self.churn.round(4).to_string()}\n\n"
             f"spend over the horizon, {active}\n{self.spend.round(4).to_string()}\n\n"
             f"churn, all {self.n_customers:,} customers (long-gone ones included)\n"
@@ -85,7 +92,8 @@ class BacktestResult:
         ladder = (trained.bundle.config.get("ladder") if trained is not None else None) or {}
         lines = [
             f"{target}: rung {step['rung']}, {step['label_days']}-day labels, validated "
-            f"{step['validation']}, {step['btyd_family']} base, correction weight "
+            f"{step['validation']}, {step['btyd_family'] or step.get('base')} base, correction "
+            "weight "
             f"{step['correction_weight']:.2f}"
             for target, step in ladder.items()
         ]
@@ -137,7 +145,9 @@ def backtest(
     Raises:
         ValueError: the data does not reach `as_of` plus the longer window.
     """
-    needed = as_of + pd.Timedelta(days=max(options.churn_window_days, options.horizon_days))
+    definition = churn_definition(options, tables)
+    grace = GRACE_DAYS if definition == "contractual" else 0
+    needed = as_of + pd.Timedelta(days=max(options.churn_window_days + grace, options.horizon_days))
     data_end = default_as_of(tables)
     if data_end < needed:
         raise ValueError(
@@ -149,7 +159,12 @@ def backtest(
     bundle = trained.bundle
     features = build_features(tables, as_of, event_types=bundle.spec.event_types or None)
     labels = build_labels(
-        tables, as_of, options.churn_window_days, options.horizon_days, options.margin_rate
+        tables,
+        as_of,
+        options.churn_window_days,
+        options.horizon_days,
+        options.margin_rate,
+        definition,
     )
     scored = features.merge(labels, on="customer_id", validate="one_to_one")
     predictions = bundle.predict(scored)
@@ -168,14 +183,21 @@ def backtest(
             churn_preds[f"rung_{rung}"] = scores["churn_probability"].to_numpy()
             spend_preds[f"rung_{rung}"] = scores["predicted_spend"].to_numpy()
     churn_preds |= churn_baselines(
-        past, trained.data.churn_train, scored, as_of, options.churn_window_days
+        past,
+        trained.data.churn_train,
+        scored,
+        as_of,
+        options.churn_window_days,
+        definition,
+        bundle.spec.event_types,
     )
-    spend_preds |= spend_baselines(past, scored, as_of, options.horizon_days)
+    spend_preds |= spend_baselines(past, scored, as_of, options.horizon_days, definition)
     everyone = np.ones(len(scored), dtype=bool)
-    active = active_mask(scored, options.churn_window_days)
+    active = population_mask(scored, options.churn_window_days, definition)
     intervals = _interval_checks(bundle, predictions, scored, active)
+    labelled = scored["churned"].notna().to_numpy()  # contractual: the subscribers
     churn, churn_all = (
-        _table(churn_metrics, scored["churned"], churn_preds, rows, CHURN_ROWS)
+        _table(churn_metrics, scored["churned"], churn_preds, rows & labelled, CHURN_ROWS)
         for rows in (active, everyone)
     )
     spend, spend_all = (
@@ -192,14 +214,15 @@ def backtest(
         n_active=int(active.sum()),
         churn_window_days=options.churn_window_days,
         intervals=intervals,
+        definition=definition,
         predictions={
             target: pd.DataFrame(
                 {"customer_id": scored["customer_id"], "actual": scored[label], "active": active}
                 | preds
-            )
-            for target, label, preds in (
-                ("churn", "churned", churn_preds),
-                ("spend", "future_spend", spend_preds),
+            )[rows].reset_index(drop=True)
+            for target, label, preds, rows in (
+                ("churn", "churned", churn_preds, labelled),
+                ("spend", "future_spend", spend_preds, everyone),
             )
         },
     )

@@ -10,8 +10,9 @@ import pandas as pd
 
 from features.build import CATEGORICAL_FEATURES, build_features, default_event_types
 from features.columns import ColumnData, categorical, numbers, row_count
-from features.labels import LABEL_COLUMNS, build_training_set
+from features.labels import LABEL_COLUMNS, ChurnDefinition, build_training_set
 from features.schema import Tables, to_timestamp
+from features.subscriptions import GRACE_DAYS
 from training.btyd.features import with_btyd_by_snapshot
 from training.sampling import MAX_TRAIN_ROWS, plan_sample
 
@@ -128,6 +129,21 @@ def check_history(transactions: pd.DataFrame, as_of: pd.Timestamp) -> None:
             f"{MIN_PURCHASE_CYCLES} purchase cycles (customers buy every {cycle:.0f} days, the "
             f"median): a lapse cannot be told from a slow buyer yet. At least "
             f"{int(np.ceil(MIN_PURCHASE_CYCLES * cycle))} days of history would do."
+        )
+
+
+def check_subscriptions(tables: Tables, as_of: pd.Timestamp) -> None:
+    """Refuse contractual churn without subscription terms held before `as_of`.
+
+    Raises:
+        HistoryTooShortError: no subscriptions table, or no term started before `as_of`.
+    """
+    terms = tables.subscriptions
+    if terms is None or not (terms["start_ts"] < as_of).any():
+        raise HistoryTooShortError(
+            f"contractual churn needs subscription terms started before {as_of.date()}: "
+            "add a subscriptions table (docs/contract.md) or train with the inactivity "
+            "definition"
         )
 
 
@@ -265,25 +281,42 @@ def build_training_data(
     seed: int = 0,
     max_train_rows: int | None = MAX_TRAIN_ROWS,
     highest_rung: str = OUT_OF_TIME,
+    definition: ChurnDefinition = "inactivity",
 ) -> TrainingData:
     """Feature+label snapshots for both models using only rows before `as_of`.
 
     Each target gets the best rung of the ladder its window allows (`plan_cutoffs`); its
     snapshots are labelled with that rung's window. With `btyd_features`, each snapshot also
-    gets BG/NBD outputs fitted on that snapshot alone.
+    gets BG/NBD outputs fitted on that snapshot alone. With the contractual `definition` a
+    snapshot's rows are the subscribers at its cutoff, and a lapse's grace must fit too.
 
     Raises:
         HistoryTooShortError: the history is too short for any model (`check_history`).
     """
     end = to_timestamp(as_of)
     past = tables.before(end)
-    check_history(past.transactions, end)
+    contractual = definition == "contractual"
+    if contractual:
+        check_subscriptions(tables, end)
+    else:
+        check_history(past.transactions, end)
     first = to_timestamp(past.transactions["ts"].min())
+    if contractual:
+        assert past.subscriptions is not None
+        first = min(first, to_timestamp(past.subscriptions["start_ts"].min()))
+    # A contractual label reads the terms starting up to a grace after its window.
+    labels_end = end - pd.Timedelta(days=GRACE_DAYS) if contractual else end
     churn_plan = plan_cutoffs(
-        first, end, churn_window_days, n_snapshots, spacing_days, "churn window", highest_rung
+        first,
+        labels_end,
+        churn_window_days,
+        n_snapshots,
+        spacing_days,
+        "churn window",
+        highest_rung,
     )
     spend_plan = plan_cutoffs(
-        first, end, horizon_days, n_snapshots, spacing_days, "spend horizon", highest_rung
+        first, labels_end, horizon_days, n_snapshots, spacing_days, "spend horizon", highest_rung
     )
     plans = (churn_plan, spend_plan)
     cutoffs = sorted({c for plan in plans for c in (*plan.train, plan.valid) if c is not None})
@@ -307,6 +340,7 @@ def build_training_data(
             event_types=event_types if past.events is not None else None,
             sample=sample.by_cutoff(whole=[churn_plan.valid, spend_plan.valid]),
             seed=seed,
+            definition=definition,
         )
     else:
         features = build_features(past, end, event_types=types or None)

@@ -16,6 +16,7 @@ from scipy import special
 from sklearn.isotonic import IsotonicRegression
 
 from features.columns import ColumnData, as_frame, numbers, row_count
+from features.population import subscriber_mask
 from features.schema import ID
 from training.btyd.base import BtydBase
 from training.btyd.features import add_btyd_features
@@ -195,14 +196,27 @@ class ModelBundle:
             return churn, self.spend.predict(matrix, num_threads)
         weight = self.config["correction_weight"]
         window, horizon = self.config["churn_window_days"], self.config["horizon_days"]
-        churn_margin = bases["churn"].churn_margin(frame, window) + weight["churn"] * predict(
+        churn_margin = self._churn_base(frame, window, matrix.shape[0]) + weight["churn"] * predict(
             self.churn, matrix, num_threads, raw_score=True
         )
         spend_margin = bases["spend"].spend_margin(frame, horizon) + weight["spend"] * predict(
             self.spend.boosters["spend"], matrix, num_threads, raw_score=True
         )
         level = float(self.config.get("spend_level_shift", 0.0))
-        return special.expit(churn_margin), np.exp(spend_margin + level)
+        churn = special.expit(churn_margin)
+        if self.churn_definition == "contractual":
+            # Without a term at T the subscription has already lapsed.
+            churn = np.where(subscriber_mask(frame, len(churn)), churn, 1.0)
+        return churn, np.exp(spend_margin + level)
+
+    def _churn_base(self, frame: ColumnData, window: int, n: int) -> np.ndarray:
+        """What the churn trees start from: the BTYD base's log-odds, or a constant's."""
+        constant = self.config.get("churn_base_logit")
+        if constant is not None:
+            return np.full(n, float(constant))
+        bases = self.btyd_bases
+        assert bases is not None
+        return bases["churn"].churn_margin(frame, window)
 
     def churn_base_shift(self, frame: ColumnData, n: int | None = None) -> np.ndarray | None:
         """Each row's BTYD churn log-odds minus their mean at the training date (None: no base).
@@ -211,10 +225,15 @@ class ModelBundle:
         of the score the trees' TreeSHAP values do not hold.
         """
         bases = self.btyd_bases
-        if bases is None:
+        if bases is None or self.config.get("churn_base_logit") is not None:
             return None
         margin = bases["churn"].churn_margin(frame, self.config["churn_window_days"])
         return margin - float(self.config.get("churn_base_mean", 0.0))
+
+    @property
+    def churn_definition(self) -> str:
+        """What churn means for this model (`features.labels.CHURN_DEFINITIONS`)."""
+        return str(self.config.get("churn_definition", "inactivity"))
 
     @cached_property
     def btyd_bases(self) -> dict[str, BtydBase] | None:

@@ -27,3 +27,6 @@ class TrainOptions:
     # The best rung of the ladder to use (training.datasets.RUNGS): lower ones are graded
     # side by side by a backtest.
     highest_rung: str = "out_of_time"
+    # What churn means (features.labels.CHURN_DEFINITIONS); "auto": contractual when the data
+    # has a subscriptions table, else inactivity.
+    churn_definition: str = "auto"

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.population import active_mask
+from features.population import population_mask
 from features.schema import ID, Tables
 from training.metrics import churn_metrics, population_metrics, spend_metrics
 from training.model import ModelBundle
@@ -126,13 +126,18 @@ def judge(
         )
     old_churn = _aligned(champion, frames[data.churn_plan.valid], churn_rows)["churn_probability"]
     old_spend = _aligned(champion, frames[data.spend_plan.valid], spend_rows)["predicted_spend"]
+    definition = result.bundle.churn_definition
     old = population_metrics(
-        churn_metrics, churn_rows["churned"], old_churn, active_mask(churn_rows, window), "churn"
+        churn_metrics,
+        churn_rows["churned"],
+        old_churn,
+        population_mask(churn_rows, window, definition),
+        "churn",
     ) | population_metrics(
         spend_metrics,
         spend_rows["future_spend"],
         old_spend,
-        active_mask(spend_rows, window),
+        population_mask(spend_rows, window, definition),
         "spend",
     )
     new_brier, old_brier = result.metrics["churn_model_brier"], old["churn_brier"]
@@ -168,7 +173,10 @@ def score_shift(
     as_of, window = result.as_of, int(result.bundle.config["churn_window_days"])
     models = {"champion": champion, "challenger": result.bundle}
     features = {name: features_for(b, result.tables, as_of) for name, b in models.items()}
-    active = {name: active_mask(f, window) for name, f in features.items()}
+    active = {
+        name: population_mask(f, window, result.bundle.churn_definition)
+        for name, f in features.items()
+    }
     scores = {
         name: models[name].predict(f[active[name]]).reset_index(drop=True)
         for name, f in features.items()

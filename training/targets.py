@@ -42,6 +42,9 @@ class FittedTarget:
     booster: lgb.Booster
     study: optuna.Study | None
     base: BtydBase
+    # The constant log-odds the trees start from instead of the BTYD base (contractual churn:
+    # a purchase process says nothing of a subscription's lapse); None: the BTYD base.
+    constant: float | None
     family_losses: dict[str, float]
     weight: float
     honest: np.ndarray  # validation predictions, the weight cross-fitted by customer
@@ -54,7 +57,8 @@ class FittedTarget:
             "rung": self.plan.rung,
             "label_days": self.plan.label_days,
             "validation": self.plan.validation,
-            "btyd_family": self.base.family,
+            "btyd_family": self.base.family if self.constant is None else None,
+            "base": "btyd" if self.constant is None else "constant log-odds",
             "correction_weight": self.weight,
             "training_cutoffs": [str(c.date()) for c in self.plan.train],
         }
@@ -82,6 +86,7 @@ def fit_target(
     storage: str | None,
     study_name: str,
     judged: np.ndarray,
+    constant_base: bool = False,
 ) -> FittedTarget:
     """Choose the base family, tune and fit the trees on it, and fit the correction weight.
 
@@ -97,14 +102,22 @@ def fit_target(
         storage: where the Optuna study is kept, if anywhere.
         study_name: the study's name.
         judged: the validation rows that choose (the decision population).
+        constant_base: start the trees from the training rows' log-odds, not a BTYD base.
     """
     label, days = LABELS[target], plan.label_days
     judged = judged if judged.any() else np.ones(len(valid), dtype=bool)
     family, losses = BASE_FAMILY, dict[str, float]()
     base = BtydBase.fit(features, family)
+    constant = _log_odds(train[label] if len(train) else valid[label]) if constant_base else None
+
+    def margins_of(frame: pd.DataFrame) -> np.ndarray:
+        if constant is not None:
+            return np.full(len(frame), constant)
+        return snapshot_margins(frame, family, target, days)
+
     if plan.rung == BTYD_ONLY or train.empty or valid.empty:
         log.info("%s model: the %s base alone (%s)", target, family, plan.rung)
-        margins = snapshot_margins(valid, family, target, days) if len(valid) else np.zeros(0)
+        margins = margins_of(valid) if len(valid) else np.zeros(0)
         totals = snapshot_totals(valid, margins, valid[label].to_numpy(dtype=float))
         return FittedTarget(
             target,
@@ -112,6 +125,7 @@ def fit_target(
             zero_booster(spec, features),
             None,
             base,
+            constant,
             losses,
             0.0,
             to_prediction(target, margins),
@@ -121,7 +135,7 @@ def fit_target(
         name: Split(
             spec.matrix(frame),
             frame[label].to_numpy(dtype=float),
-            snapshot_margins(frame, family, target, days),
+            margins_of(frame),
         )
         for name, frame in (("train", train), ("valid", valid))
     }
@@ -141,7 +155,7 @@ def fit_target(
     log.info(
         "%s model: trees on the %s base, %s-day labels (%s), correction weight %.2f",
         target,
-        family,
+        family if constant is None else "constant",
         days,
         plan.rung,
         weight,
@@ -151,7 +165,15 @@ def fit_target(
         for name, frame in (("train", train), ("valid", valid))
         for total in snapshot_totals(frame, fold[name].base, fold[name].y)  # type: ignore[arg-type]
     ]
-    return FittedTarget(target, plan, booster, study, base, losses, weight, honest, totals)
+    return FittedTarget(
+        target, plan, booster, study, base, constant, losses, weight, honest, totals
+    )
+
+
+def _log_odds(labels: pd.Series) -> float:
+    """The log-odds of a binary label's rate, kept off 0 and 1."""
+    rate = float(np.clip(labels.mean(), 1e-3, 1 - 1e-3))
+    return float(np.log(rate / (1 - rate)))
 
 
 def zero_booster(spec: FeatureSpec, features: pd.DataFrame) -> lgb.Booster:

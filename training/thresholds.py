@@ -167,11 +167,13 @@ class SegmentThresholds:
         return cls(**data)
 
 
-def reference_population(scored: pd.DataFrame, churn_window_days: float) -> pd.DataFrame:
+def reference_population(
+    scored: pd.DataFrame, churn_window_days: float, definition: str = "inactivity"
+) -> pd.DataFrame:
     """The customers whose scores set the cut points: the decision population, if big enough.
 
     Long-lapsed customers pile up at the top of the risk scale; cut points taken over them
     would leave no room for "at risk" among the customers still worth keeping.
     """
-    active = decision_population(scored, churn_window_days)
+    active = decision_population(scored, churn_window_days, definition)
     return active if len(active) >= MIN_REFERENCE_CUSTOMERS else scored

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
 import pandas as pd
 
 from features.build import build_features
-from features.population import active_mask
+from features.labels import CHURN_DEFINITIONS, ChurnDefinition
+from features.population import population_mask
 from features.schema import Tables
 from training.baselines import churn_baselines, spend_baselines
 from training.correction import CHURN, SPEND, level_shift
@@ -22,7 +23,7 @@ from training.metrics import churn_metrics, population_metrics, spend_metrics
 from training.model import IDENTITY, ModelBundle, SpendModel, discount_factor
 from training.options import TrainOptions
 from training.reference import fit_reference
-from training.seasons import level_move_sd, seasonal_level
+from training.seasons import last_year_level, level_move_sd, seasonal_level
 from training.targets import fit_target
 from training.thresholds import SegmentThresholds, reference_population
 
@@ -66,6 +67,7 @@ def train_models(
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    definition = churn_definition(options, tables)
     data = build_training_data(
         tables,
         as_of,
@@ -78,16 +80,17 @@ def train_models(
         seed=options.seed,
         max_train_rows=options.max_train_rows,
         highest_rung=options.highest_rung,
+        definition=definition,
     )
     timings["features_seconds"] = time.perf_counter() - started
     log.info("training sets: %s", data.row_counts())
     spec = data.spec
-    churn_active = active_mask(data.churn_valid, options.churn_window_days)
-    spend_active = active_mask(data.spend_valid, options.churn_window_days)
+    window = options.churn_window_days
+    churn_active = population_mask(data.churn_valid, window, definition)
+    spend_active = population_mask(data.spend_valid, window, definition)
     log.info(
-        "decision population (bought within %d days): %d of %d churn and %d of %d spend "
-        "validation customers",
-        options.churn_window_days,
+        "decision population (%s): %d of %d churn and %d of %d spend validation customers",
+        "subscribers" if definition == "contractual" else f"bought within {window} days",
         churn_active.sum(),
         len(churn_active),
         spend_active.sum(),
@@ -107,6 +110,7 @@ def train_models(
         storage,
         f"{study_prefix}-churn",
         churn_active,
+        constant_base=definition == "contractual",
     )
     timings["churn_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -129,6 +133,7 @@ def train_models(
 
     config = {
         "churn_window_days": options.churn_window_days,
+        "churn_definition": definition,
         "horizon_days": options.horizon_days,
         "margin_rate": _overall_margin_rate(tables, as_of, options.margin_rate),
         "annual_discount_rate": options.annual_discount_rate,
@@ -146,6 +151,8 @@ def train_models(
     config["churn_base_mean"] = float(
         churn.base.churn_margin(features, options.churn_window_days).mean()
     )
+    if churn.constant is not None:
+        config["churn_base_logit"] = churn.constant
     bundle = ModelBundle(spec, churn.booster, IDENTITY, spend_model, config)
     # The base sets the total spend as of T; the trees redistribute it (`level_shift`).
     bundle.config["spend_level_shift"] = level_shift(
@@ -154,13 +161,14 @@ def train_models(
     )
     # A horizon holding a peak or a low: the base's same window last year (training.seasons).
     season = seasonal_level(
-        tables.transactions,
+        tables,
         as_of,
         options.horizon_days,
         data.spend_plan.valid,
         data.spend_plan.label_days,
         spend_valid,
         spend_pred,
+        spend.base.family,
     )
     bundle.config["season"] = season.describe()
     bundle.config["spend_level_shift"] += season.log_shift
@@ -172,15 +180,19 @@ def train_models(
         bundle.predict(data.churn_valid).drop(columns="customer_id")
     )
     bundle.config["segments"] = SegmentThresholds.fit(
-        reference_population(valid_scores, options.churn_window_days),
+        reference_population(valid_scores, options.churn_window_days, definition),
         churn_window_days=options.churn_window_days,
     ).to_dict()
     # Ranges (training.intervals): conformal on the honest validation predictions.
     range_metrics: dict[str, float] = {}
     if len(spend_valid):
         keys = data.spend_valid["customer_id"]
+        days = data.spend_plan.label_days
         moves = level_move_sd(
-            spend.totals, tables.transactions, data.spend_plan.label_days, season.used
+            spend.totals,
+            (lambda cutoff: last_year_level(tables, cutoff, days, spend.base.family))
+            if season.used
+            else None,
         )
         intervals = replace(SpendIntervals.fit(spend_pred, spend_valid), level_shift_sd=moves)
         bundle.config["spend_intervals"] = intervals.to_dict()
@@ -222,6 +234,18 @@ def train_models(
     )
 
 
+def churn_definition(options: TrainOptions, tables: Tables) -> ChurnDefinition:
+    """What churn means for this run: as asked, or contractual when there are subscriptions."""
+    asked = options.churn_definition
+    if asked == "auto":
+        return "contractual" if tables.subscriptions is not None else "inactivity"
+    if asked not in CHURN_DEFINITIONS:
+        raise ValueError(
+            f"unknown churn definition {asked!r}: expected auto or one of {list(CHURN_DEFINITIONS)}"
+        )
+    return cast(ChurnDefinition, asked)
+
+
 def _date(stamp: pd.Timestamp | None) -> str | None:
     return str(stamp.date()) if stamp is not None else None
 
@@ -245,14 +269,23 @@ def _baselines(
 ) -> dict[str, float]:
     """Every baseline's metrics on the same validation rows and populations as the models."""
     out: dict[str, float] = {}
+    definition = churn_definition(options, tables)
     churn = churn_baselines(
-        tables, data.churn_train, data.churn_valid, data.churn_plan.valid, options.churn_window_days
+        tables,
+        data.churn_train,
+        data.churn_valid,
+        data.churn_plan.valid,
+        options.churn_window_days,
+        definition,
+        data.spec.event_types,
     )
     for name, p in churn.items():
         out |= population_metrics(
             churn_metrics, data.churn_valid["churned"], p, churn_active, f"churn_{name}"
         )
-    spend = spend_baselines(tables, data.spend_valid, data.spend_plan.valid, options.horizon_days)
+    spend = spend_baselines(
+        tables, data.spend_valid, data.spend_plan.valid, options.horizon_days, definition
+    )
     for name, pred in spend.items():
         actual = data.spend_valid["future_spend"]
         out |= population_metrics(spend_metrics, actual, pred, spend_active, f"spend_{name}")

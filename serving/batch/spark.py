@@ -187,7 +187,7 @@ def score_with_spark(
 ) -> DataFrame:
     """Score every customer with a transaction before `as_of` on Spark, as `score_all` does.
 
-    Rows of all three tables are tagged with a bucket (a hash of the customer id, so one
+    Rows of every table read are tagged with a bucket (a hash of the customer id, so one
     customer's rows always meet), and each bucket goes to one Python call
     (`groupBy(bucket).applyInArrow`) that decodes it with the loader's coercion, calls
     `build_features` with the bundle's event types and scores it with the `Scorer`: the same
@@ -330,6 +330,7 @@ def _score_rows(
         transactions=decoded["transactions"],
         customers=decoded.get("customers"),
         events=decoded.get("events"),
+        subscriptions=decoded.get("subscriptions"),
     )
     features = build_features(tables, cutoff, event_types=event_types)
     if features.empty:

@@ -51,7 +51,12 @@ def score_schema(
         for name, present in columns.items()
     }
     features = build_features(
-        Tables(empty["transactions"], empty.get("customers"), empty.get("events")),
+        Tables(
+            empty["transactions"],
+            empty.get("customers"),
+            empty.get("events"),
+            empty.get("subscriptions"),
+        ),
         cutoff,
         event_types=event_types,
     )
@@ -64,7 +69,9 @@ def score_schema(
 
 
 def _dtype(kind: str) -> str:
-    return {"id": "str", "string": "str", "timestamp": "datetime64[us]"}.get(kind, "float64")
+    """The dtype `features.io.load_tables` gives a column of this kind (numbers: float64)."""
+    kinds = {"id": "str", "string": "str", "timestamp": "datetime64[us]", "bool": "boolean"}
+    return kinds.get(kind, "float64")
 
 
 def spark_schema(scores: pd.DataFrame) -> StructType:

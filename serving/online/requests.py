@@ -17,7 +17,14 @@ import pyarrow.compute as pc
 
 from features.build import feature_columns
 from features.rfm import Columns
-from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, TableSpec, latest_as_of
+from features.schema import (
+    CUSTOMERS,
+    EVENTS,
+    SUBSCRIPTIONS,
+    TRANSACTIONS,
+    TableSpec,
+    latest_as_of,
+)
 from serving.online.responses import (
     IgnoredRows,
     ScoreResponse,
@@ -56,11 +63,12 @@ _MICROSECONDS = pa.timestamp("us")
 
 
 def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str]) -> Columns:
-    """A table as the loader types it: text as Arrow strings, naive UTC datetime64[us], float64.
+    """A table as the loader types it: Arrow text, naive UTC datetime64[us], float64, booleans.
 
-    The loader's conversions happen here, a column at a time, rather than per value while
-    validating: zoned timestamps become naive UTC (Arrow converts zoned datetimes to UTC), and
-    empty text is missing, as in a CSV file.
+    Whole numbers are float64 and flags pandas `boolean`, as loaded. The loader's conversions
+    happen here, a column at a time, rather than per value while validating: zoned timestamps
+    become naive UTC (Arrow converts zoned datetimes to UTC), and empty text is missing, as in
+    a CSV file.
     """
     data: Columns = {"customer_id": pa.array(ids, pa.string())}
     for name in dict.fromkeys(columns):
@@ -68,8 +76,10 @@ def _table(spec: TableSpec, ids: list[str], rows: list[Any], columns: list[str])
         values = [getattr(row, name) for row in rows]
         if column.kind == "timestamp":
             data[name] = pa.array(values, _MICROSECONDS).to_numpy(zero_copy_only=False)
-        elif column.kind == "float":
+        elif column.kind in ("float", "int"):
             data[name] = np.array(values, dtype=np.float64)
+        elif column.kind == "bool":
+            data[name] = pd.array(values, dtype="boolean")
         else:
             text = pa.array(values, pa.string())
             data[name] = text if column.required else pc.if_else(pc.equal(text, ""), None, text)
@@ -91,6 +101,8 @@ class RequestShape:
     events: tuple[str, ...]
     has_profiles: bool
     profiles: tuple[str, ...]
+    has_subscriptions: bool = False
+    subscriptions: tuple[str, ...] = ()
 
 
 def request_shape(customers: list[CustomerHistory]) -> RequestShape:
@@ -98,12 +110,17 @@ def request_shape(customers: list[CustomerHistory]) -> RequestShape:
     tx = [r for c in customers for r in c.transactions]
     ev = [r for c in customers if "events" in c.model_fields_set for r in c.events or []]
     profiles = [c.profile for c in customers if c.profile is not None]
+    terms = [
+        r for c in customers if "subscriptions" in c.model_fields_set for r in c.subscriptions or []
+    ]
     return RequestShape(
         transactions=tuple(_columns(TRANSACTIONS, tx)),
         has_events=any("events" in c.model_fields_set for c in customers),
         events=tuple(_columns(EVENTS, ev)),
         has_profiles=any("profile" in c.model_fields_set for c in customers),
         profiles=tuple(_columns(CUSTOMERS, profiles)),
+        has_subscriptions=any("subscriptions" in c.model_fields_set for c in customers),
+        subscriptions=tuple(_columns(SUBSCRIPTIONS, terms)),
     )
 
 
@@ -114,6 +131,7 @@ class RequestTables:
     transactions: Columns
     events: Columns | None = None
     customers: Columns | None = None
+    subscriptions: Columns | None = None
 
 
 def request_tables(
@@ -126,6 +144,8 @@ def request_tables(
     """
     shape = shape or request_shape(customers)
     tx_ids, tx_rows, ev_ids, ev_rows, profile_ids, profiles = [], [], [], [], [], []
+    term_ids: list[str] = []
+    terms: list[Any] = []
     for key, customer in zip(keys, customers, strict=True):
         tx_ids += [key] * len(customer.transactions)
         tx_rows += customer.transactions
@@ -135,6 +155,9 @@ def request_tables(
         if customer.profile is not None:
             profile_ids.append(key)
             profiles.append(customer.profile)
+        subscriptions = customer.subscriptions or []
+        term_ids += [key] * len(subscriptions)
+        terms += subscriptions
     return RequestTables(
         transactions=_table(TRANSACTIONS, tx_ids, tx_rows, ["ts", "amount", *shape.transactions]),
         events=_table(EVENTS, ev_ids, ev_rows, ["ts", "event", *shape.events])
@@ -142,6 +165,11 @@ def request_tables(
         else None,
         customers=_table(CUSTOMERS, profile_ids, profiles, list(shape.profiles))
         if shape.has_profiles
+        else None,
+        subscriptions=_table(
+            SUBSCRIPTIONS, term_ids, terms, ["start_ts", "end_ts", *shape.subscriptions]
+        )
+        if shape.has_subscriptions
         else None,
     )
 

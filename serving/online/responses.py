@@ -20,6 +20,7 @@ from serving.scoring.columns import (
     INTERVAL_COLUMNS,
     SCORE_COLUMNS,
     SEGMENT_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
     VALUE_COLUMNS,
 )
 
@@ -30,7 +31,7 @@ UtcText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"
 # through and declared without a type until it is added here.
 _ROW_TYPES: dict[str, Any] = {
     **dict.fromkeys((*SEGMENT_COLUMNS, *ACTION_COLUMNS, "next_order_status"), str | None),
-    **dict.fromkeys((*VALUE_COLUMNS, *INTERVAL_COLUMNS), float | None),
+    **dict.fromkeys((*VALUE_COLUMNS, *INTERVAL_COLUMNS, *SUBSCRIPTION_COLUMNS), float | None),
     ID: str,
     "as_of": UtcText,
     "expected_next_order": UtcText | None,

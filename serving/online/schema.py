@@ -43,12 +43,18 @@ from features.schema import (
     LATEST,
     MAX_ABS_NUMBER,
     MAX_ID_LENGTH,
+    SUBSCRIPTIONS,
     SURVEY_RANGES,
     TRANSACTIONS,
     Column,
     TableSpec,
 )
-from features.validation import REASON_TIMESTAMP
+from features.validation import (
+    REASON_CANCEL_AFTER_END,
+    REASON_END_NOT_AFTER_START,
+    REASON_OVERLAP,
+    REASON_TIMESTAMP,
+)
 
 MAX_CUSTOMERS = 1000
 MAX_ROWS = 10_000
@@ -124,8 +130,21 @@ def _annotation(column: Column) -> Any:
         if column.required:
             return Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TEXT)]
         return Text  # empty is missing, as in a CSV file: `request_tables` makes it null
+    if column.kind == "bool":
+        return Annotated[bool, Field(strict=True)]  # JSON true/false only
     low = -MAX_ABS_NUMBER if column.min_value is None else column.min_value
-    return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=low, le=MAX_ABS_NUMBER)]
+    high = MAX_ABS_NUMBER if column.max_value is None else column.max_value
+    return Annotated[
+        float,
+        Field(
+            strict=True,
+            allow_inf_nan=False,
+            gt=low if column.min_exclusive else None,
+            ge=None if column.min_exclusive else low,
+            le=high,
+            multiple_of=1 if column.kind == "int" else None,  # whole numbers, as the loader
+        ),
+    ]
 
 
 def _check_survey(row: Any) -> Any:
@@ -136,6 +155,32 @@ def _check_survey(row: Any) -> Any:
         if row.value is None or not low <= row.value <= high:
             raise ValueError(f"value: a '{row.event}' event needs a score within {low:g}-{high:g}")
     return row
+
+
+def _check_term(row: Any) -> Any:
+    """A term ends after it starts and takes notice no later than its end, as in a data folder."""
+    start, end = _naive_utc(row.start_ts), _naive_utc(row.end_ts)
+    if end <= start:
+        raise ValueError(REASON_END_NOT_AFTER_START)
+    if row.cancel_ts is not None and _naive_utc(row.cancel_ts) > end:
+        raise ValueError(REASON_CANCEL_AFTER_END)
+    return row
+
+
+def _check_overlaps(subscriptions: list[Any] | None) -> None:
+    """No two terms of one plan overlap (a renewal starts as the last term ends), as the loader."""
+    terms: dict[str, list[tuple[dt.datetime, dt.datetime, int]]] = {}
+    for position, row in enumerate(subscriptions or ()):
+        start, end = _naive_utc(row.start_ts), _naive_utc(row.end_ts)
+        terms.setdefault(row.plan or "", []).append((start, end, position))
+    for plan_terms in terms.values():
+        plan_terms.sort()
+        latest: tuple[dt.datetime, int] | None = None
+        for start, end, position in plan_terms:
+            if latest is not None and start < latest[0]:
+                raise ValueError(f"subscriptions {latest[1]} and {position}: {REASON_OVERLAP}")
+            if latest is None or end > latest[0]:
+                latest = (end, position)
 
 
 def row_model(spec: TableSpec, name: str, validators: dict[str, Any] | None = None) -> Any:
@@ -159,19 +204,24 @@ if TYPE_CHECKING:  # generated at run time; the type checker cannot follow their
     TransactionRow = Any
     EventRow = Any
     Profile = Any
+    SubscriptionRow = Any
 else:
     TransactionRow = row_model(TRANSACTIONS, "TransactionRow")
     EventRow = row_model(
         EVENTS, "EventRow", {"survey": model_validator(mode="after")(_check_survey)}
     )
     Profile = row_model(CUSTOMERS, "Profile")
+    SubscriptionRow = row_model(
+        SUBSCRIPTIONS, "SubscriptionRow", {"term": model_validator(mode="after")(_check_term)}
+    )
 
 
 class CustomerHistory(BaseModel):
     """One customer's rows. A table left out is absent; an empty list is a table with no rows.
 
     The difference matters as it does for a data folder: with an events table, a customer
-    without events has zero counts; without one, the event features are unknown.
+    without events has zero counts; without one, the event features are unknown. The same
+    holds for `subscriptions` (one row per term, contract section 1).
     """
 
     model_config = STRICT
@@ -180,6 +230,13 @@ class CustomerHistory(BaseModel):
     transactions: list[TransactionRow] = Field(default_factory=list, max_length=MAX_ROWS)
     events: list[EventRow] | None = Field(default=None, max_length=MAX_ROWS)
     profile: Profile | None = None
+    subscriptions: list[SubscriptionRow] | None = Field(default=None, max_length=MAX_ROWS)
+
+    @model_validator(mode="after")
+    def terms_do_not_overlap(self) -> Self:
+        """Two terms of one plan must not overlap, as in a data folder."""
+        _check_overlaps(self.subscriptions)
+        return self
 
 
 # One example: the API's documented default, the start-up check of a new model, the tests'
@@ -359,7 +416,7 @@ def _slices(customers: list[Any]) -> list[tuple[int, int]]:
         if isinstance(customer, dict):
             rows += sum(
                 len(customer[name]) if isinstance(customer.get(name), list) else 0
-                for name in ("transactions", "events")
+                for name in ("transactions", "events", "subscriptions")
             )
         rows += 1
         if rows >= SLICE_ROWS:

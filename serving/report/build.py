@@ -13,6 +13,10 @@ Where each figure comes from:
   the score columns when the batch wrote them there, else built from the data folder
   (`--data`) with the same feature code as the models, as of each run's date. Without either,
   the section says the data does not have them.
+* Subscription runs (scores with `mrr`): total MRR and renewals due from the latest run;
+  churned MRR against the previous published run; net revenue retention against the earliest
+  run with MRR at most a year before the latest (`figures.subscription_figures`). Retail runs
+  have none of these.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ import pandas as pd
 from features.io import load_tables, write_text
 from features.schema import Tables
 from serving.report.context import customer_context, retention_rates, with_context
-from serving.report.figures import GROUPINGS, headline, run_figures, segment_value, vips_at_risk
+from serving.report.figures import (
+    GROUPINGS,
+    headline,
+    run_figures,
+    segment_value,
+    subscriber_mrr,
+    subscription_figures,
+    vips_at_risk,
+)
 from serving.report.read import published_runs, read_changes, read_scores
 from serving.report.render import render_html
 from serving.runs import Run, read_summary, run_flags
@@ -51,6 +63,7 @@ class Dashboard:
     changes: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     flags: dict[str, list[str]] = field(default_factory=dict)
+    subscriptions: dict[str, Any] | None = None
 
 
 def build_dashboard(
@@ -85,9 +98,12 @@ def build_dashboard(
     # Each run's data figures build features three times: only the latest runs get them, so
     # a year of nightly runs still renders in seconds.
     with_data = {run.as_of for run in runs[-TREND_DATA_RUNS:]} if tables is not None else set()
+    mrr_by_run: list[tuple[pd.Timestamp, pd.Series | None]] = []
     for run in runs:
         scores = read_scores(run)
         run_summary = read_summary(run, scores)
+        mrr = subscriber_mrr(scores)
+        mrr_by_run.append((run.as_of, mrr))
         context: pd.DataFrame | None = None
         run_rates: dict[str, float | None] = {}
         if tables is not None and run.as_of in with_data:
@@ -104,6 +120,7 @@ def build_dashboard(
                         "retention_quarterly": run_rates.get("retention_quarterly"),
                         "repeat_purchase_rate": figures["repeat_purchase_rate"],
                         "nps": figures["nps"],
+                        "mrr": None if mrr is None else float(mrr.sum()),
                     },
                 ),
             }
@@ -111,6 +128,7 @@ def build_dashboard(
         if run is latest:
             frame, summary, rates = joined, run_summary, run_rates
     figures = {**headline(frame, summary, market_value), **rates}
+    subscriptions = subscription_figures(frame, mrr_by_run)
     groups = {by: segment_value(frame, by) for by in GROUPINGS if by in frame.columns}
     if data_dir is not None:
         note = f"behaviour and survey figures built from {data_dir} as of each run's date"
@@ -131,6 +149,7 @@ def build_dashboard(
         data_note=note,
         changes=read_changes(latest),
         flags=run_flags(summary),
+        subscriptions=subscriptions,
     )
 
 

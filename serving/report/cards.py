@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serving.report.figures import SURVEY_WINDOW_DAYS
+import pandas as pd
+
+from serving.report.figures import RENEWAL_WINDOWS_DAYS, SURVEY_WINDOW_DAYS
 from serving.report.markup import card, esc, money, number, percent
 
 if TYPE_CHECKING:
@@ -136,3 +138,57 @@ def kpis(d: Dashboard) -> str:
         ),
     ]
     return f'<section id="headline"><div class="kpis">{"".join(cards)}</div></section>'
+
+
+def _since(day: object) -> str:
+    """A run's date as text (YYYY-MM-DD)."""
+    return f"{pd.Timestamp(day).date()}"
+
+
+def subscription_cards(d: Dashboard) -> str:
+    """MRR, renewals due, churned MRR and net revenue retention; nothing for a retail run."""
+    s = d.subscriptions
+    if s is None:
+        return ""
+    if s["churned_since"] is None:
+        churned = card("Churned MRR", "n/a", "needs a previous run with MRR")
+    else:
+        churned = card(
+            "Churned MRR",
+            money(s["churned_mrr"]),
+            f"{number(s['churned_subscribers'])} subscribers of the run of "
+            f"{_since(s['churned_since'])} hold no term now (their MRR then)",
+            warn=True,
+        )
+    if s["nrr_since"] is None:
+        nrr = card("Net revenue retention", "n/a", "needs an earlier run with MRR (within a year)")
+    else:
+        nrr = card(
+            "Net revenue retention",
+            percent(s["net_revenue_retention"]),
+            f"MRR now of the subscribers of {_since(s['nrr_since'])} over their MRR then "
+            f"({_since(s['nrr_since'])} to {_since(d.run.as_of)}; churn, downgrades and upgrades "
+            "included, new subscribers not)",
+        )
+    cards = [
+        card(
+            "MRR",
+            money(s["mrr"]),
+            f"monthly recurring revenue of {number(s['subscribers'])} subscribers",
+        ),
+        *(
+            card(
+                f"Renewals due, {days} days",
+                number(s[f"renewals_{days}d"]),
+                f"subscribers whose plan renews within {days} days, "
+                f"{money(s[f'renewals_{days}d_mrr'])} MRR",
+            )
+            for days in RENEWAL_WINDOWS_DAYS
+        ),
+        churned,
+        nrr,
+    ]
+    return (
+        '<section id="subscriptions"><h2>Subscriptions</h2>'
+        f'<div class="kpis">{"".join(cards)}</div></section>'
+    )

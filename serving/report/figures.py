@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -248,3 +248,116 @@ def run_figures(
         "with_action": summary.get("with_action"),
         **(extra or {}),
     }
+
+
+RENEWAL_WINDOWS_DAYS = (30, 90)
+NRR_MAX_DAYS = 365  # net revenue retention over at most a year, the period it is quoted for
+
+
+def subscriber_mrr(frame: pd.DataFrame) -> pd.Series | None:
+    """MRR per subscriber (customers with an `mrr`), by customer_id; None for a retail run.
+
+    A run is a subscription run when its scores have `mrr` for someone: runs of data without
+    a subscriptions table (or scored before the column existed) have none.
+    """
+    if "mrr" not in frame.columns:
+        return None
+    mrr = pd.to_numeric(frame["mrr"], errors="coerce")
+    held = mrr.notna().to_numpy()
+    if not held.any():
+        return None
+    return pd.Series(mrr.to_numpy()[held], index=frame["customer_id"].to_numpy()[held], name="mrr")
+
+
+def mrr_figures(frame: pd.DataFrame) -> dict[str, float] | None:
+    """Total MRR and the renewals due within 30 and 90 days (count and MRR); None for retail.
+
+    A renewal is due within N days when the subscriber's `days_to_renewal` is at most N.
+    """
+    if subscriber_mrr(frame) is None:
+        return None
+    mrr = pd.to_numeric(frame["mrr"], errors="coerce")
+    held = mrr.notna()
+    figures = {"subscribers": float(held.sum()), "mrr": float(mrr[held].sum())}
+    days = (
+        pd.to_numeric(frame["days_to_renewal"], errors="coerce")
+        if "days_to_renewal" in frame.columns
+        else pd.Series(np.nan, index=frame.index)
+    )
+    for window in RENEWAL_WINDOWS_DAYS:
+        due = held & (days <= window)
+        figures[f"renewals_{window}d"] = float(due.sum())
+        figures[f"renewals_{window}d_mrr"] = float(mrr[due].sum())
+    return figures
+
+
+def churned_mrr(previous: pd.Series, current: pd.Series) -> dict[str, float]:
+    """The MRR lost with the subscribers of the previous run who hold no term now.
+
+    Args:
+        previous: MRR per subscriber in the previous run (`subscriber_mrr`).
+        current: MRR per subscriber now; a customer absent from it holds no term.
+
+    Returns:
+        `churned_subscribers` and `churned_mrr` (their MRR in the previous run).
+    """
+    gone = ~previous.index.isin(current.index)
+    return {
+        "churned_subscribers": float(gone.sum()),
+        "churned_mrr": float(previous[gone].sum()),
+    }
+
+
+def net_revenue_retention(base: pd.Series, current: pd.Series) -> float | None:
+    """MRR now of the base run's subscribers over their MRR then (None when that was 0).
+
+    Churned subscribers count 0 now, upgrades and add-ons more than then; customers who
+    subscribed after the base run are left out.
+    """
+    then = float(base.sum())
+    if then <= 0:
+        return None
+    now = float(current.reindex(base.index).fillna(0.0).sum())
+    return now / then
+
+
+def subscription_figures(
+    frame: pd.DataFrame, runs: Sequence[tuple[pd.Timestamp, pd.Series | None]]
+) -> dict[str, Any] | None:
+    """The subscription cards' figures: MRR and renewals now, churned MRR and NRR over time.
+
+    Args:
+        frame: the latest run's scores.
+        runs: each published run's date and MRR per subscriber (`subscriber_mrr`, None for a
+            run without MRR), oldest first; the last is the latest.
+
+    Returns:
+        None when the latest run has no MRR (retail); else `mrr_figures`, `churned_since` (the
+        previous run's date, None when it had no MRR) with `churned_subscribers` and
+        `churned_mrr`, and `nrr_since` (the earliest run with MRR at most `NRR_MAX_DAYS`
+        before the latest) with `net_revenue_retention`; None where there is no such run.
+    """
+    latest_as_of, current = runs[-1]
+    now = mrr_figures(frame)
+    if current is None or now is None:
+        return None
+    figures: dict[str, Any] = {
+        **now,
+        "churned_since": None,
+        "churned_subscribers": None,
+        "churned_mrr": None,
+        "nrr_since": None,
+        "net_revenue_retention": None,
+    }
+    previous_as_of, previous = runs[-2] if len(runs) > 1 else (None, None)
+    if previous is not None:
+        figures |= {"churned_since": previous_as_of, **churned_mrr(previous, current)}
+    earliest = latest_as_of - pd.Timedelta(days=NRR_MAX_DAYS)
+    bases = [(day, mrr) for day, mrr in runs[:-1] if mrr is not None and day >= earliest]
+    if bases:
+        base_as_of, base = bases[0]
+        figures |= {
+            "nrr_since": base_as_of,
+            "net_revenue_retention": net_revenue_retention(base, current),
+        }
+    return figures

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from serving.report.cards import banner, kpis
+from serving.report.cards import banner, kpis, subscription_cards
 from serving.report.figures import FOLLOW_UP_DAYS, GROUPINGS, SURVEY_WINDOW_DAYS, recent
 from serving.report.markup import esc, html_table, missing, money, number, percent, svg
 
@@ -327,6 +327,7 @@ TREND_SERIES = {
     "repeat_purchase_rate": ("Repeat purchase rate", percent),
     "nps": ("NPS", lambda value: number(value, 1)),
     "customers": ("Customers", number),
+    "mrr": ("MRR (subscriptions)", money),
 }
 
 
@@ -383,6 +384,7 @@ def render_html(d: Dashboard) -> str:
         [
             banner(d),
             kpis(d),
+            subscription_cards(d),
             _clv_section(d),
             _segments_section(d),
             _retention_section(d),

@@ -25,6 +25,10 @@ ACTION_COLUMNS = (
 # a customer past it is `overdue` by `days_overdue` (see `serving.scoring.scorer`).
 NEXT_ORDER_COLUMNS = ("expected_next_order", "next_order_status", "days_overdue")
 NEXT_ORDER_STATUSES = ("due", "overdue", "unknown")
+# A subscriber's recurring revenue and next renewal, from the features of the same names
+# (`features.subscriptions`): null for a customer holding no term and for data without a
+# subscriptions table. The dashboard's MRR, renewals due, churned MRR and net revenue retention.
+SUBSCRIPTION_COLUMNS = ("mrr", "days_to_renewal")
 # Whether the customer is in the decision population (`features.population`: bought within the
 # churn window): the population of the headline churn rate and of the value-at-risk rates.
 ACTIVE_COLUMN = "active_customer"
@@ -35,6 +39,7 @@ SCORE_COLUMNS = (
     *VALUE_COLUMNS,
     *INTERVAL_COLUMNS,
     *NEXT_ORDER_COLUMNS,
+    *SUBSCRIPTION_COLUMNS,
     ACTIVE_COLUMN,
     *SEGMENT_COLUMNS,
     *ACTION_COLUMNS,

@@ -168,6 +168,55 @@ def _content(rows: _Rows) -> Texts:
     return out
 
 
+def _renewal(rows: _Rows) -> Texts:
+    days = rows.number("days_to_renewal")
+    out = "renewal due in " + _format(days, ".0f") + " days"
+    out[np.isnan(days)] = "holds no subscription term"
+    return out
+
+
+def _contract(rows: _Rows) -> Texts:
+    mrr = rows.number("mrr")
+    out = "pays " + _format(mrr, ",.0f") + " a month"
+    out[np.isnan(mrr)] = "holds no subscription term"
+    return out
+
+
+def _notice(rows: _Rows) -> Texts:
+    out = _fixed(rows, "no notice given")
+    given = rows.number("notice_given") == 1
+    ends = "gave notice: the subscription ends in " + _format(
+        rows.number("days_to_noticed_end"), ".0f"
+    )
+    out[given] = ends[given] + " days"
+    return out
+
+
+def _trial(rows: _Rows) -> Texts:
+    out = _fixed(rows, "not on a trial")
+    on = rows.number("on_trial") == 1
+    left = "on a trial, " + _format(rows.number("trial_days_left"), ".0f") + " days left"
+    out[on] = left[on]
+    return out
+
+
+def _plan_changes(rows: _Rows) -> Texts:
+    return (
+        _count(rows.number("downgrades"), "downgrade")
+        + ", "
+        + _count(rows.number("upgrades"), "upgrade")
+    )
+
+
+def _payments(rows: _Rows) -> Texts:
+    return (
+        _count(rows.number("payment_failed_90d"), "failed payment")
+        + " and "
+        + _count(rows.number("payment_late_90d"), "late payment")
+        + " in the last 90 days"
+    )
+
+
 FAMILIES: dict[str, tuple[str, Callable[[_Rows], Texts]]] = {
     # family: (regex of its feature columns, its sentences for the rows given)
     "recency": (r"recency_days|overdue_ratio|gap_(mean|std)_days|btyd_.*", _recency),
@@ -199,9 +248,23 @@ FAMILIES: dict[str, tuple[str, Callable[[_Rows], Texts]]] = {
         lambda r: "customer for " + _format(r.number("tenure_days"), ".0f") + " days",
     ),
     "refunds": (r"refund_.*", lambda r: _count(r.number("refund_count"), "refund")),
-    "payments": (
-        r"payment_late_.*|days_since_payment_late",
-        lambda r: _count(r.number("payment_late_total"), "late payment"),
+    "payments": (r"payment_(late|failed)_.*|days_since_payment_(late|failed)", _payments),
+    # Subscriptions (features.subscriptions).
+    "renewal": (r"days_to_renewal|renewal_within_(30|90)d|billing_period_months", _renewal),
+    "contract": (
+        r"mrr|price|plan|term_discount|seats|n_addons|n_terms|renewals|subscription_tenure_days",
+        _contract,
+    ),
+    "plan_changes": (r"upgrades|downgrades|plan_changes", _plan_changes),
+    "notice": (r"notice_given|days_to_noticed_end", _notice),
+    "trial": (r"on_trial|trial_days_left", _trial),
+    "breadth": (
+        r"event_breadth_30d",
+        lambda r: (
+            "used "
+            + _format(r.number("event_breadth_30d"), ".0f")
+            + " kinds of activity in 30 days"
+        ),
     ),
     "channel": (r"dominant_channel.*", lambda r: "buys mostly via " + r.shown("dominant_channel")),
     "messages": (
@@ -310,7 +373,7 @@ class ReasonModel:
 
 def _event_family(column: str) -> str | None:
     """Columns of an event type without a sentence of its own share one generic reason."""
-    found = re.fullmatch(r"days_since_(.+)|(.+)_(total|30d|90d)", column)
+    found = re.fullmatch(r"days_since_(.+)|(.+)_(total|30d|90d|trend_30v60|30d_per_seat)", column)
     return None if found is None else f"event:{found.group(1) or found.group(2)}"
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from features.columns import ColumnData, numbers, text_arrays
-from features.population import active_mask
-from serving.scoring.columns import ACTIVE_COLUMN, SEGMENT_COLUMNS
+from features.population import HOLDS_TERM, population_mask
+from serving.scoring.columns import ACTIVE_COLUMN, SEGMENT_COLUMNS, SUBSCRIPTION_COLUMNS
 from serving.scoring.policy.apply import recommend_columns
 from serving.scoring.policy.schema import Policy, load_policy
 from serving.scoring.reasons import ReasonModel
@@ -115,7 +115,9 @@ class Scorer:
             "clv_low": predicted.clv_low,
             "clv_high": predicted.clv_high,
             **_next_order(features, n, as_of),
-            ACTIVE_COLUMN: active_mask(features, window, n),
+            # Copies: a score row is not a view of the caller's feature rows.
+            **{name: numbers(features, name, n).copy() for name in SUBSCRIPTION_COLUMNS},
+            ACTIVE_COLUMN: population_mask(features, window, self.bundle.churn_definition, n),
         }
         acted = self._segment_and_act(features, scores, n)
         text = np.full(n, "", dtype=object)
@@ -214,10 +216,11 @@ class Scorer:
             thresholds = SegmentThresholds((0.0, 0.0), (0.0, 0.0), 0.0, churn_window_days=window)
         else:
             # Only the columns the fit reads: a frame of every feature costs more than the fit.
-            read = ("recency_days", "clv", "churn_probability")
+            read = ("recency_days", HOLDS_TERM, "clv", "churn_probability")
             population = pd.DataFrame({c: numbers(scored, c, n) for c in read})
             thresholds = SegmentThresholds.fit(
-                reference_population(population, window), churn_window_days=window
+                reference_population(population, window, self.bundle.churn_definition),
+                churn_window_days=window,
             )
         segments = segment_columns(scored, thresholds, n)
         actions = recommend_columns(ChainMap(segments, scored), n, self.policy)

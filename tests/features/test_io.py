@@ -209,9 +209,11 @@ def test_optional_tables_absent_are_none(tmp_path: Path) -> None:
 
     assert result.tables.customers is None
     assert result.tables.events is None
+    assert result.tables.subscriptions is None
     assert {p.table for p in result.report.infos if "absent" in p.message} == {
         "customers",
         "events",
+        "subscriptions",
     }
 
 
@@ -548,3 +550,15 @@ def test_write_frame_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
     assert target.read_text() == "previous content"
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_categorical_text_column_with_missing_values_writes_as_csv(tmp_path: Path) -> None:
+    """The scores' categoricals (a subscriber's plan) may be missing: escaping keeps them."""
+    from features.io import write_frame
+
+    frame = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "plan": pd.Categorical(["pro", None, "=cmd"])}
+    )
+    path = write_frame(frame, tmp_path / "scores.csv")
+    read = pd.read_csv(path, keep_default_na=False)
+    assert read["plan"].tolist() == ["pro", "", "'=cmd"]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vafa.cli.options import (
+    BUSINESSES,
     EXIT_BAD_DATA,
     AllowFutureOption,
     AsOfOption,
+    BusinessOption,
     DataOption,
     QuarantineOption,
 )
@@ -35,20 +37,32 @@ def generate(
         str, typer.Option("--end", help="All rows are before this date.")
     ] = "2026-11-01",
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    business: BusinessOption = "retail",
 ) -> None:
-    """Write a realistic synthetic data folder (transactions, customers, events)."""
+    """Write a realistic synthetic data folder: a retailer, or a subscription business."""
     from features.io import write_tables
-    from features.synthetic import generate_tables
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("must be parquet or csv", param_hint="--format")
     resolve_date(end, param_hint="--end")  # ISO 8601 only, as every date option
+    generator = generator_for(business)
     tables = timed(
-        f"generating {customers} customers", lambda: generate_tables(customers, seed=seed, end=end)
+        f"generating {customers} {business} customers",
+        lambda: generator(customers, seed=seed, end=end),
     )
     write_tables(tables, out, fmt=fmt)  # type: ignore[arg-type]
     counts = ", ".join(f"{name} {len(frame):,}" for name, frame in _frames(tables))
     typer.echo(f"wrote {out} ({counts} rows)")
+
+
+def generator_for(business: str) -> Callable[..., Tables]:
+    """The generator of a kind of business (`BUSINESSES`)."""
+    from features.synthetic import generate_tables
+    from features.synthetic_subscriptions import generate_subscription_tables
+
+    if business not in BUSINESSES:
+        raise typer.BadParameter(f"must be one of {', '.join(BUSINESSES)}", param_hint="--business")
+    return generate_tables if business == "retail" else generate_subscription_tables
 
 
 def validate(data: DataOption) -> None:
@@ -87,7 +101,7 @@ def features(
 
 
 def _frames(tables: Tables) -> Iterator[tuple[str, pd.DataFrame]]:
-    for name in ("transactions", "customers", "events"):
+    for name in ("transactions", "customers", "events", "subscriptions"):
         frame = getattr(tables, name)
         if frame is not None:
             yield name, frame

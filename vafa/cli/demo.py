@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vafa.cli.models import train_and_register, train_options
-from vafa.cli.options import TrialsOption
+from vafa.cli.options import BusinessOption, TrialsOption
 from vafa.cli.steps import load, timed
 from vafa.settings import HOME_ENV, STORE_URL_ENV, TRACKING_URI_ENV, Settings
 
@@ -36,19 +36,27 @@ def demo(
     ] = Path("demo"),
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed.")] = 42,
     trials: TrialsOption = 8,
+    business: BusinessOption = "retail",
 ) -> None:
     """Run everything once on generated data, from the data to the dashboard.
 
-    Generates a shop, validates it, builds features, trains and registers a model, scores
+    Generates a shop (or, with `--business subscription`, a software business selling
+    subscriptions), validates it, builds features, trains and registers a model, scores
     every customer with it, plans a campaign and writes the dashboard, all under OUT. The
     demo keeps its own MLflow registry (OUT/mlflow/) and scores store (OUT/store/), whatever
-    MLFLOW_TRACKING_URI and VAFA_STORE_URL say, and scores with the model it trained.
+    MLFLOW_TRACKING_URI and VAFA_STORE_URL say, and scores with the model it trained. A
+    subscription demo scores a month earlier too, so the dashboard has churned MRR and net
+    revenue retention to show.
     """
+    import pandas as pd
+
     from features.build import build_features
     from features.io import write_frame, write_tables
     from features.schema import default_as_of
-    from features.synthetic import generate_tables
     from serving.report.build import write_report
+    from vafa.cli.data import generator_for
+
+    generator = generator_for(business)
 
     settings = Settings.for_home(out)
     typer.echo(
@@ -58,7 +66,7 @@ def demo(
     )
     data_dir = out / "data"
     tables = timed(
-        f"generating {customers} customers", lambda: generate_tables(customers, seed=seed)
+        f"generating {customers} {business} customers", lambda: generator(customers, seed=seed)
     )
     write_tables(tables, data_dir, fmt="parquet")
     loaded = load(data_dir)
@@ -72,7 +80,7 @@ def demo(
         f"\nfeatures: {len(frame):,} customers x {frame.shape[1] - 1} columns as of {cutoff.date()}"
         f" -> {features_path}"
     )
-    preview = ["customer_id", "recency_days", "n_orders", "spend_total", "overdue_ratio"]
+    preview = PREVIEW[business]
     typer.echo(frame[preview].head(5).round(1).to_string(index=False))
     typer.echo("")
     options = train_options(90, 365, None, 0.0, trials, None, seed)
@@ -80,6 +88,14 @@ def demo(
         data_dir, loaded.tables, cutoff, options, tracking_uri=settings.tracking_uri
     )
     version = trained.registered.version
+    if business == "subscription":
+        earlier = cutoff - pd.Timedelta(days=30)
+        timed(
+            f"scoring a month earlier, as of {earlier.date()}, for the dashboard's trends",
+            lambda: score_with_version(
+                loaded.tables, earlier, out / "scores", trained, settings, data_dir
+            ),
+        )
     scored = timed(
         f"scoring as of {cutoff.date()} with model version {version}",
         lambda: score_with_version(
@@ -113,6 +129,12 @@ def demo(
     typer.echo(f"dashboard (open in a browser): {dashboard.resolve()}")
     typer.echo(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     echo_serve_hint(out, version, promoted=trained.registered.promoted)
+
+
+PREVIEW = {
+    "retail": ["customer_id", "recency_days", "n_orders", "spend_total", "overdue_ratio"],
+    "subscription": ["customer_id", "holds_term", "mrr", "days_to_renewal", "login_30d"],
+}
 
 
 def score_with_version(

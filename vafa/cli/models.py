@@ -99,7 +99,9 @@ def train_and_register(
     if registered.shift:
         typer.echo(registered.shift)
     figures = trained.result.metrics | trained.result.data.row_counts()
-    typer.echo(validation_table(figures, options.churn_window_days))
+    typer.echo(
+        validation_table(figures, options.churn_window_days, trained.result.bundle.churn_definition)
+    )
     return trained
 
 
@@ -108,6 +110,8 @@ VALIDATION_ROWS = (
     ("churn ROC-AUC", "churn_model_roc_auc", "{:.3f}"),
     ("  recency baseline", "churn_recency_roc_auc", "{:.3f}"),
     ("  BG/NBD baseline", "churn_bgnbd_roc_auc", "{:.3f}"),
+    ("  event-count logistic baseline", "churn_event_counts_logit_roc_auc", "{:.3f}"),
+    ("  counts+payments LightGBM baseline", "churn_counts_payments_lgbm_roc_auc", "{:.3f}"),
     ("churn Brier", "churn_model_brier", "{:.4f}"),
     ("churn top-decile lift", "churn_model_top_decile_lift", "{:.2f}"),
     ("  recency baseline", "churn_recency_top_decile_lift", "{:.2f}"),
@@ -127,26 +131,31 @@ ROW_COUNTS = (
 )
 
 
-def validation_table(metrics: dict[str, float], churn_window_days: int) -> str:
-    """The out-of-time figures on the decision population, the all-customer ones beside them."""
+def validation_table(
+    metrics: dict[str, float], churn_window_days: int, definition: str = "inactivity"
+) -> str:
+    """The out-of-time figures on the decision population, the all-customer ones beside them.
+
+    A baseline the run did not fit (the usage models outside contractual churn) has no row.
+    """
     import pandas as pd
 
+    from features.population import population_rule
     from training.metrics import ALL_CUSTOMERS
 
+    rows = [row for row in VALIDATION_ROWS if "baseline" not in row[0] or row[1] in metrics]
     counts = {name: int(metrics.get(name, 0)) for name in ROW_COUNTS}
     table = pd.DataFrame(
         {
-            heading: [
-                fmt.format(metrics.get(name + suffix, float("nan")))
-                for _, name, fmt in VALIDATION_ROWS
-            ]
+            heading: [fmt.format(metrics.get(name + suffix, float("nan"))) for _, name, fmt in rows]
             for heading, suffix in (("active", ""), ("all", ALL_CUSTOMERS))
         },
-        index=[label for label, _, _ in VALIDATION_ROWS],
+        index=[label for label, _, _ in rows],
     )
     return (
-        f"validation out of time, on the active customers (bought within the {churn_window_days}"
-        f" days before the validation date: {counts['rows_churn_valid_active']:,} of "
+        f"validation out of time, on the active customers "
+        f"({population_rule(churn_window_days, definition)} of validation: "
+        f"{counts['rows_churn_valid_active']:,} of "
         f"{counts['rows_churn_valid']:,} for churn, {counts['rows_spend_valid_active']:,} of "
         f"{counts['rows_spend_valid']:,} for spend) and on all customers:\n{table.to_string()}"
     )

@@ -35,6 +35,14 @@ AsOfOption = Annotated[
         help="Cutoff date (ISO 8601); default: the day after the last transaction.",
     ),
 ]
+BUSINESSES = ("retail", "subscription")
+BusinessOption = Annotated[
+    str,
+    typer.Option(
+        "--business",
+        help="retail (transactions, customers, events) or subscription (plus subscriptions).",
+    ),
+]
 TrialsOption = Annotated[
     int, typer.Option("--trials", min=1, metavar="N", help="Optuna trials per model.")
 ]

@@ -407,15 +407,25 @@ class Policy(_Section):
             "actions": actions,
         }
 
-    def columns(self) -> list[str]:
-        """Every column of the scored frame this policy reads (features, scores, segments)."""
+    def columns(self, subscriptions: bool = False) -> list[str]:
+        """Every column of the scored frame this policy reads (features, scores, segments).
+
+        Args:
+            subscriptions: include what only data with a subscriptions table has: the columns
+                of the subscription triggers and the reasons of the rules they start (without
+                such data those triggers never fire, so those reasons are never written).
+        """
+        wanted = [
+            name for name in self.triggers if subscriptions or not TRIGGERS[name].subscriptions
+        ]
         names = [ID]
-        for trigger in self.triggers:
+        for trigger in wanted:
             names += TRIGGERS[trigger].columns
         names += DISCOUNT_COLUMNS
         for weights in self.channels.responses.values():
             names += weights
-        for text in (*(rule.reason for rule in self.rules), self.default.reason):
+        reasons = [rule.reason for rule in self.rules if set(rule.when) <= set(wanted)]
+        for text in (*reasons, self.default.reason):
             names += [name for _, name, _ in parse_template(text) if name is not None]
         return list(dict.fromkeys(names))
 

@@ -82,9 +82,29 @@ def _at_most(values: np.ndarray, limit: float | None) -> np.ndarray:
         return values <= limit
 
 
-def _at_least(values: np.ndarray, limit: float) -> np.ndarray:
+def _at_least(values: np.ndarray, limit: float | None) -> np.ndarray:
+    """Whether values >= limit, False for NaN; a None limit lets every value (even NaN) pass."""
+    if limit is None:
+        return np.ones(values.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         return values >= limit
+
+
+def _before(earlier_days: np.ndarray, later_days: np.ndarray) -> np.ndarray:
+    """Whether the event `later_days` ago came after the one `earlier_days` ago (NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        return later_days < earlier_days
+
+
+def _payment_failed(d: ScoredColumns, p: Mapping[str, Any]) -> np.ndarray:
+    """A subscriber's recent failed payment, not paid late (`payment_late`) nor paid since."""
+    failed = d.number("days_since_payment_failed")
+    recovered = _before(failed, d.number("days_since_payment_late")) | _before(
+        failed, d.number("recency_days")
+    )
+    return (
+        _at_least(d.number("holds_term"), 0.0) & _at_most(failed, p["max_days_since"]) & ~recovered
+    )
 
 
 Fire = Callable[[ScoredColumns, Mapping[str, Any]], np.ndarray]
@@ -99,11 +119,14 @@ class Trigger:
             (a list of `TIERS`) or `segments` (a list of `SEGMENTS`).
         columns: the columns of the scored frame it reads.
         fire: the test: (columns, parameters) -> one boolean per customer.
+        subscriptions: its columns exist only for data with a subscriptions table
+            (`features.subscriptions`): elsewhere it never fires.
     """
 
     params: Mapping[str, str]
     columns: tuple[str, ...]
     fire: Fire
+    subscriptions: bool = False
 
 
 TRIGGERS: dict[str, Trigger] = {
@@ -183,6 +206,45 @@ TRIGGERS: dict[str, Trigger] = {
         ("risk_tier",),
         lambda d, p: d.isin("risk_tier", p["risk_tiers"], TIERS),
     ),
+    "notice_before_end": Trigger(
+        {"min_days_left": "number"},
+        ("notice_given", "days_to_noticed_end"),
+        lambda d, p: (
+            _at_least(d.number("notice_given"), 1.0)
+            & _at_least(d.number("days_to_noticed_end"), p["min_days_left"])
+        ),
+        subscriptions=True,
+    ),
+    "payment_failed": Trigger(
+        {"max_days_since": "number"},
+        ("holds_term", "days_since_payment_failed", "days_since_payment_late", "recency_days"),
+        _payment_failed,
+        subscriptions=True,
+    ),
+    "trial_ending": Trigger(
+        {"max_days_left": "number"},
+        ("on_trial", "trial_days_left"),
+        lambda d, p: (
+            _at_least(d.number("on_trial"), 1.0)
+            & _at_most(d.number("trial_days_left"), p["max_days_left"])
+        ),
+        subscriptions=True,
+    ),
+    "renewal_due": Trigger(
+        {
+            "max_days_to_renewal": "number",
+            "min_billing_period_months": "optional_number",
+            "min_value_at_risk": "optional_number",
+        },
+        ("days_to_renewal", "notice_given", "billing_period_months", "value_at_risk"),
+        lambda d, p: (
+            _at_most(d.number("days_to_renewal"), p["max_days_to_renewal"])
+            & _at_most(d.number("notice_given"), 0.0)
+            & _at_least(d.number("billing_period_months"), p["min_billing_period_months"])
+            & _at_least(d.number("value_at_risk"), p["min_value_at_risk"])
+        ),
+        subscriptions=True,
+    ),
 }
 """Every trigger a policy may configure, by name. What each one tests:
 
@@ -203,6 +265,17 @@ viewed_not_bought       `product_views_since_purchase` >= `min_views` and the la
 order_step_up           `last_order_vs_mean` >= `min_ratio`, the order at most `max_recency_days`
                         days ago (null: any time).
 low_risk                `risk_tier` in `risk_tiers`.
+notice_before_end       subscriptions: notice given (`notice_given` 1) and at least
+                        `min_days_left` days before it takes effect (`days_to_noticed_end`).
+payment_failed          subscriptions (`holds_term` known): a payment failed at most
+                        `max_days_since` days ago (`days_since_payment_failed`), with no
+                        `payment_late` (paid late) and no purchase (`recency_days`) after it.
+trial_ending            subscriptions: on a trial (`on_trial` 1) ending within `max_days_left`
+                        days (`trial_days_left`).
+renewal_due             subscriptions: the plan renews within `max_days_to_renewal` days
+                        (`days_to_renewal`), no notice given, a billing period of at least
+                        `min_billing_period_months` and a `value_at_risk` of at least
+                        `min_value_at_risk` (each null: no limit).
 ======================  =========================================================================
 """
 

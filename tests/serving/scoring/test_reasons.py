@@ -200,3 +200,57 @@ def test_no_customers_scores_to_no_rows(bundle: ModelBundle) -> None:
     scores = Scorer(bundle, "7").score(empty, pd.Timestamp("2026-01-01"), reasons="all")
     assert scores.empty
     assert {"customer_id", "churn_probability", "reasons", "model_version"} <= set(scores.columns)
+
+
+SUBSCRIPTION_COLUMNS = [
+    "days_to_renewal",
+    "mrr",
+    "plan",
+    "notice_given",
+    "days_to_noticed_end",
+    "on_trial",
+    "trial_days_left",
+    "upgrades",
+    "downgrades",
+    "payment_failed_90d",
+    "payment_late_90d",
+    "login_trend_30v60",
+    "login_30d_per_seat",
+    "event_breadth_30d",
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "expected"),
+    [
+        ("days_to_renewal", {"days_to_renewal": 12.4}, "renewal due in 12 days"),
+        ("days_to_renewal", {}, "holds no subscription term"),
+        ("plan", {"mrr": 1250.0}, "pays 1,250 a month"),
+        (
+            "days_to_noticed_end",
+            {"notice_given": 1.0, "days_to_noticed_end": 20.0},
+            "gave notice: the subscription ends in 20 days",
+        ),
+        ("notice_given", {"notice_given": 0.0}, "no notice given"),
+        ("trial_days_left", {"on_trial": 1.0, "trial_days_left": 3.0}, "on a trial, 3 days left"),
+        ("downgrades", {"downgrades": 1.0, "upgrades": 0.0}, "1 downgrade, no upgrades"),
+        (
+            "payment_failed_90d",
+            {"payment_failed_90d": 2.0},
+            "2 failed payments and no late payments in the last 90 days",
+        ),
+        ("login_trend_30v60", {}, "no login recorded"),  # trends join their event's reason
+        ("login_30d_per_seat", {}, "no login recorded"),
+        ("event_breadth_30d", {"event_breadth_30d": 2.0}, "used 2 kinds of activity in 30 days"),
+    ],
+)
+def test_subscription_reasons_in_words(
+    column: str, values: dict[str, float], expected: str
+) -> None:
+    model = ReasonModel.for_columns(SUBSCRIPTION_COLUMNS)
+    frame = pd.DataFrame([{c: np.nan for c in SUBSCRIPTION_COLUMNS} | values])
+    frame["plan"] = pd.Categorical(["pro"])
+    contributions = np.zeros((1, len(SUBSCRIPTION_COLUMNS) + 1))
+    contributions[0, SUBSCRIPTION_COLUMNS.index(column)] = 1.0
+    texts, _ = model.top_reasons(contributions, frame)
+    assert texts == [expected]
