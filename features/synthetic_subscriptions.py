@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import CUSTOMERS, EVENTS, TRANSACTIONS, Tables
+from features.schema import CUSTOMERS, EVENTS, SUBSCRIPTIONS, TRANSACTIONS, Tables
 from features.synthetic import sequential_ids
 from features.synthetic_world import (
     DAY_SECONDS,
@@ -63,18 +63,7 @@ from features.synthetic_world import (
     strings,
 )
 
-SUBSCRIPTION_COLUMNS = [
-    "customer_id",
-    "start_ts",
-    "end_ts",
-    "plan",
-    "amount",
-    "billing_period_months",
-    "discount",
-    "quantity",
-    "cancel_ts",
-    "trial",
-]
+SUBSCRIPTION_COLUMNS = SUBSCRIPTIONS.column_names
 
 SEGMENTS = ("solo", "small", "medium", "large")
 

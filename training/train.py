@@ -187,13 +187,15 @@ def train_models(
     range_metrics: dict[str, float] = {}
     if len(spend_valid):
         keys = data.spend_valid["customer_id"]
-        days = data.spend_plan.label_days
-        moves = level_move_sd(
-            spend.totals,
-            (lambda cutoff: last_year_level(tables, cutoff, days, spend.base.family))
-            if season.used
-            else None,
-        )
+        days, valid_cutoff = data.spend_plan.label_days, data.spend_plan.valid
+
+        def level(cutoff: pd.Timestamp) -> float | None:
+            """Each snapshot's seasonal level; the validation cutoff's is known already."""
+            if cutoff == valid_cutoff and season.validation_index is not None:
+                return season.validation_index
+            return last_year_level(tables, cutoff, days, spend.base.family)
+
+        moves = level_move_sd(spend.totals, level if season.used else None)
         intervals = replace(SpendIntervals.fit(spend_pred, spend_valid), level_shift_sd=moves)
         bundle.config["spend_intervals"] = intervals.to_dict()
         range_metrics = interval_metrics(spend_pred, spend_valid, keys, spend_active)

@@ -7,49 +7,13 @@ messages are the user's; each is refused before any model is needed.
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vafa.cli.app import run
-
 VALID = "customer_id,ts,amount\nc1,2026-01-05,10\nc2,2026-02-01,5\nc1,2026-03-01,7\n"
 DATED = ("features", "score", "train", "backtest", "profiles")
-
-
-@dataclass
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def vafa(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Any:  # a callable: vafa("features", "--data", ...) -> Done
-    root = logging.getLogger()
-
-    def call(*args: str) -> Done:
-        monkeypatch.setattr(sys, "argv", ["vafa", *args])
-        handlers = list(root.handlers)
-        try:
-            run()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        finally:
-            for handler in root.handlers[:]:  # logging set up by this run, on captured streams
-                if handler not in handlers:
-                    root.removeHandler(handler)
-        captured = capsys.readouterr()
-        return Done(code, captured.out, captured.err)
-
-    return call
 
 
 def _folder(tmp_path: Path, **files: str) -> Path:

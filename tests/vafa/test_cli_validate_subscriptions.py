@@ -6,9 +6,6 @@ and messages are the user's.
 
 from __future__ import annotations
 
-import logging
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,40 +17,10 @@ from features.validation import (
     REASON_END_NOT_AFTER_START,
     REASON_OVERLAP,
 )
-from vafa.cli.app import run
 
 TRANSACTIONS = "customer_id,ts,amount\nc1,2026-01-05,10\nc2,2026-02-01,5\n"
 HEADER = "customer_id,start_ts,end_ts,plan,discount,cancel_ts,trial\n"
 GOOD = "c1,2026-01-01,2026-02-01,pro,0.2,2026-01-25,yes\nc1,2026-02-01,2026-03-01,pro,,,no\n"
-
-
-@dataclass
-class Done:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def vafa(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    root = logging.getLogger()
-
-    def call(*args: str) -> Done:
-        monkeypatch.setattr(sys, "argv", ["vafa", *args])
-        handlers = list(root.handlers)
-        try:
-            run()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        finally:
-            for handler in root.handlers[:]:
-                if handler not in handlers:
-                    root.removeHandler(handler)
-        captured = capsys.readouterr()
-        return Done(code, captured.out, captured.err)
-
-    return call
 
 
 def _folder(tmp_path: Path, subscriptions: str) -> Path:
